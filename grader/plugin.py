@@ -1,0 +1,412 @@
+"""pytest plugin: chooses the implementation under test and records graded results.
+
+Loaded by `-p grader.plugin` (pyproject's addopts does it for a plain `pytest`).
+
+* `--impl exercises|solutions|PATH` picks the folder the chapter modules come from.
+* Every chapter test carries `@pytest.mark.task("ch05.forward")` and
+  `@pytest.mark.points(n)`; the chapter marker (`ch05`) is added from the task, and
+  tests in `test_hidden*.py` files are marked `hidden`. Unknown tasks fail collection.
+* The `impl` fixture is the chapter module of the implementation under test.
+* Results (task, points, outcome and an instructive one-line message per test) are
+  kept on the config as a `Results` object, so `grader check`, `grader grade` and the
+  project's own suite read them directly instead of parsing pytest's output.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import socket
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grader.syllabus import ALL_TASKS, CHAPTERS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ImplImportError(Exception):
+    """The chapter module under test is missing or fails to import."""
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    name: str
+    task: str
+    points: float
+    score: float = 0.0
+    outcome: str = "failed"  # passed | failed | error | skipped
+    hidden: bool = False
+    message: str = ""        # one instructive line (or a few) for students
+    details: str = ""        # full pytest report, for -v and instructors
+    duration: float = 0.0
+
+
+@dataclass
+class Results:
+    impl: str = ""
+    device: str = "cpu"
+    tests: list[TestResult] = field(default_factory=list)
+    collection_errors: list[str] = field(default_factory=list)
+    exitstatus: int | None = None
+
+    def by_task(self) -> dict[str, list[TestResult]]:
+        out: dict[str, list[TestResult]] = {}
+        for t in self.tests:
+            out.setdefault(t.task, []).append(t)
+        return out
+
+    @property
+    def score(self) -> float:
+        return sum(t.score for t in self.tests)
+
+    @property
+    def max_score(self) -> float:
+        return sum(t.points for t in self.tests)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Results":
+        tests = [TestResult(**t) for t in d.get("tests", [])]
+        return cls(impl=d.get("impl", ""), device=d.get("device", "cpu"), tests=tests,
+                   collection_errors=list(d.get("collection_errors", [])),
+                   exitstatus=d.get("exitstatus"))
+
+
+RESULTS_KEY = pytest.StashKey[Results]()
+MODULES_KEY = pytest.StashKey[dict]()
+
+
+# --------------------------------------------------------------------------- options
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("grader", "PyTorch Practice grading")
+    group.addoption("--impl", default="exercises",
+                    help="where chapter modules come from: exercises, solutions, or a folder "
+                         "holding chNN_*.py files (default: exercises)")
+    group.addoption("--task", action="append", default=[], metavar="TASK",
+                    help="run only the tests of this task, e.g. ch05.forward (repeatable)")
+    group.addoption("--datasets", default=None, metavar="DIR",
+                    help="folder with the bundled data sets (default: the repository's datasets/)")
+    group.addoption("--results-json", default=None, metavar="FILE",
+                    help="write the graded results to FILE as JSON")
+    group.addoption("--allow-network", action="store_true", default=False,
+                    help="let tests open network connections (blocked by default)")
+
+
+def impl_dir(config: pytest.Config) -> Path:
+    value = config.getoption("impl")
+    if value in ("exercises", "solutions"):
+        return ROOT / value
+    return Path(value).expanduser().resolve()
+
+
+def datasets_dir(config: pytest.Config) -> Path:
+    value = config.getoption("datasets") or os.environ.get("PRACTICE_DATASETS")
+    return Path(value).resolve() if value else ROOT / "datasets"
+
+
+# --------------------------------------------------------------------------- configure
+
+def pytest_configure(config: pytest.Config) -> None:
+    for number in CHAPTERS:
+        config.addinivalue_line("markers", f"ch{number}: chapter {number} ({CHAPTERS[number].title})")
+    config.addinivalue_line("markers", "task(name): the graded task a test belongs to, e.g. task('ch05.forward')")
+    config.addinivalue_line("markers", "points(n): points the test is worth")
+    config.addinivalue_line("markers", "hidden: instructor-only test; lives in a test_hidden*.py file")
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped where there is none")
+    config.stash[RESULTS_KEY] = Results(impl=str(impl_dir(config)), device=_device_name())
+    config.stash[MODULES_KEY] = {}
+    config.pluginmanager.register(_CollectionErrors(config), "grader-collection-errors")
+    if not config.getoption("allow_network"):
+        _block_network()
+
+
+def _device_name() -> str:
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # pragma: no cover - torch is a hard dependency
+        return "cpu"
+
+
+class NetworkBlocked(OSError):
+    pass
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _block_network() -> None:
+    """Refuse every non-local socket connection: the course runs offline."""
+
+    def guard(sock: socket.socket, address: Any) -> None:
+        if sock.family == getattr(socket, "AF_UNIX", None):
+            return
+        raise NetworkBlocked(f"network access is blocked during tests (tried to connect to {address!r}); "
+                             "everything the course needs is in datasets/")
+
+    def connect(self, address):  # noqa: ANN001
+        guard(self, address)
+        return _real_connect(self, address)
+
+    def connect_ex(self, address):  # noqa: ANN001
+        guard(self, address)
+        return _real_connect_ex(self, address)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- collection
+
+def _chapter_dir(path: Path) -> str | None:
+    """'05' for tests/ch05/test_x.py, else None."""
+    parent = path.parent.name
+    if parent.startswith("ch") and parent[2:] in CHAPTERS:
+        return parent[2:]
+    return None
+
+
+def task_of(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("task")
+    return str(mark.args[0]) if mark and mark.args else None
+
+
+def points_of(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("points")
+    return float(mark.args[0]) if mark and mark.args else 0.0
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    problems = []
+    for item in items:
+        chapter = _chapter_dir(Path(str(item.path)))
+        if chapter is None:
+            continue
+        task = task_of(item)
+        if task not in ALL_TASKS:
+            problems.append(f"{item.nodeid}: task {task!r} is not a task of the syllabus "
+                            f"(known for ch{chapter}: {', '.join(CHAPTERS[chapter].task_ids())})")
+            continue
+        if not task.startswith(f"ch{chapter}."):
+            problems.append(f"{item.nodeid}: task {task} belongs to another chapter than ch{chapter}")
+        if points_of(item) <= 0:
+            problems.append(f"{item.nodeid}: needs @pytest.mark.points(n) with n > 0")
+        hidden_file = Path(str(item.path)).name.startswith("test_hidden")
+        if item.get_closest_marker("hidden") and not hidden_file:
+            problems.append(f"{item.nodeid}: hidden tests must live in a test_hidden*.py file")
+        item.add_marker(f"ch{chapter}")
+        if hidden_file:
+            item.add_marker("hidden")
+    if problems:
+        raise pytest.UsageError("badly marked chapter tests:\n  " + "\n  ".join(problems))
+
+    wanted = set(config.getoption("task"))
+    if wanted:
+        unknown = wanted - ALL_TASKS
+        if unknown:
+            raise pytest.UsageError(f"unknown task(s): {', '.join(sorted(unknown))}")
+        keep = [i for i in items if task_of(i) in wanted]
+        drop = [i for i in items if task_of(i) not in wanted]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+    if not torch_cuda_available():
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none on this machine"))
+
+
+def torch_cuda_available() -> bool:
+    return _device_name() == "cuda"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def load_chapter_module(config: pytest.Config, number: str):
+    """Import (once per session) the chapter module of the implementation under test."""
+    cache = config.stash[MODULES_KEY]
+    if number in cache:
+        module = cache[number]
+        if isinstance(module, ImplImportError):
+            raise module
+        return module
+    chapter = CHAPTERS[number]
+    folder = impl_dir(config)
+    path = folder / chapter.filename
+    try:
+        if not path.is_file():
+            present = sorted(p.name for p in folder.glob("ch*.py")) if folder.is_dir() else []
+            hint = f" (found: {', '.join(present)})" if present else ""
+            raise ImplImportError(f"{chapter.filename} not found in {folder}{hint}")
+        spec = importlib.util.spec_from_file_location(chapter.module, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[chapter.module] = module
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as exc:
+            sys.modules.pop(chapter.module, None)
+            raise ImplImportError(f"{chapter.filename} has a syntax error at line {exc.lineno}: "
+                                  f"{exc.msg}") from None
+        except BaseException as exc:  # noqa: BLE001 - any crash at import is the student's
+            sys.modules.pop(chapter.module, None)
+            where = _student_frame(exc.__traceback__, path)
+            raise ImplImportError(f"importing {chapter.filename} failed: "
+                                  f"{type(exc).__name__}: {exc}{where}") from None
+    except ImplImportError as exc:
+        cache[number] = exc
+        raise
+    cache[number] = module
+    return module
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest):
+    """The chapter module under test (from --impl), for the chapter of the requesting test."""
+    task = task_of(request.node)
+    chapter = task.split(".")[0][2:] if task else _chapter_dir(Path(str(request.node.path)))
+    if chapter is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: the impl fixture needs a task marker")
+    return load_chapter_module(request.config, chapter)
+
+
+@pytest.fixture
+def device():
+    """CUDA when available, else CPU."""
+    import torch
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(name="datasets_dir")
+def datasets_dir_fixture(request: pytest.FixtureRequest) -> Path:
+    """The folder with the bundled data sets."""
+    return datasets_dir(request.config)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seed():
+    """Every test starts from the same random state, so runs are reproducible."""
+    random.seed(0)
+    try:
+        import numpy as np
+        np.random.seed(0)
+    except ImportError:  # pragma: no cover
+        pass
+    import torch
+    torch.manual_seed(0)
+    yield
+
+
+# --------------------------------------------------------------------------- results
+
+def _student_frame(tb, path: Path | None = None) -> str:
+    """' (at ch05_x.py:12 in forward)' for the innermost frame in a chapter module."""
+    found = ""
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        name = Path(filename).name
+        if (path is not None and Path(filename) == path) or (
+                name.startswith("ch") and name.endswith(".py") and "tests" not in Path(filename).parts):
+            found = f" (at {name}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name})"
+        tb = tb.tb_next
+    return found
+
+
+def friendly_message(excinfo: pytest.ExceptionInfo | None, longrepr_text: str) -> str:
+    """One instructive message for a failed test, without a traceback."""
+    if excinfo is None:
+        lines = [ln for ln in longrepr_text.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else "failed"
+    exc = excinfo.value
+    if isinstance(exc, ImplImportError):
+        return str(exc)
+    if isinstance(exc, NotImplementedError):
+        what = str(exc) or "a TODO"
+        return f"not implemented yet: {what}{_student_frame(excinfo.tb)}"
+    if isinstance(exc, AssertionError):
+        text = str(exc)
+        head = text.split("\nassert ")[0].strip() if "\nassert " in text else text.strip()
+        if head.startswith("assert "):  # a bare assert: pytest's explanation is all there is
+            head = head.splitlines()[0]
+        return head or "assertion failed"
+    if type(exc).__name__ == "Failed" and str(exc).startswith("Timeout"):
+        return (f"timed out ({str(exc).split(chr(10))[0].strip()}): is there an infinite loop, "
+                "or far more work than the task needs?")
+    if isinstance(exc, pytest.skip.Exception):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}{_student_frame(excinfo.tb)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    task = task_of(item)
+    if task is None:
+        return
+    results = item.config.stash[RESULTS_KEY]
+    entry = item.stash.get(_ENTRY_KEY, None)
+    if entry is None:
+        entry = TestResult(nodeid=item.nodeid, name=item.name, task=task, points=points_of(item),
+                           hidden=item.get_closest_marker("hidden") is not None, outcome="passed")
+        item.stash[_ENTRY_KEY] = entry
+        results.tests.append(entry)
+    entry.duration += report.duration
+    if report.skipped and entry.outcome == "passed":
+        entry.outcome = "skipped"
+        entry.message = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
+    elif report.failed and entry.outcome in ("passed", "skipped"):
+        entry.outcome = "failed" if report.when == "call" else "error"
+        entry.details = report.longreprtext
+        entry.message = friendly_message(call.excinfo, report.longreprtext)
+    if report.when == "teardown":
+        entry.score = entry.points if entry.outcome == "passed" else 0.0
+
+
+_ENTRY_KEY = pytest.StashKey[TestResult]()
+
+
+class _CollectionErrors:
+    """Keeps test files that failed to import on the config's results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            last = report.longreprtext.strip().splitlines()[-1:] or ["collection failed"]
+            self.config.stash[RESULTS_KEY].collection_errors.append(f"{report.nodeid}: {last[0]}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    results = session.config.stash[RESULTS_KEY]
+    results.exitstatus = int(exitstatus)
+    path = session.config.getoption("results_json")
+    if path:
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(results.to_dict(), indent=1))
+        os.replace(tmp, path)
+
+
+def results_of(config: pytest.Config) -> Results:
+    return config.stash[RESULTS_KEY]
+
