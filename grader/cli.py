@@ -62,7 +62,8 @@ def cmd_stubs(args: argparse.Namespace) -> int:
                 return 1
             print("exercises/ is up to date")
             return 0
-        changed = stubs.write(solutions, exercises)
+        chapters = [chapter_or_exit(c) for c in args.chapters]
+        changed = stubs.write(solutions, exercises, chapters or None)
     except stubs.StubError as exc:
         print(f"grader: {exc}", file=sys.stderr)
         return 2
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stubs", help="generate exercises/ from solutions/ (make exercises)",
                        description="Write exercises/ from the marked regions of solutions/.")
+    p.add_argument("chapters", nargs="*", help="only these chapters (default: all)")
     p.add_argument("--check", action="store_true", help="only report whether exercises/ is stale")
     p.set_defaults(func=cmd_stubs)
 

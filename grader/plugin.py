@@ -128,6 +128,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_CollectionErrors(config), "grader-collection-errors")
     if not config.getoption("allow_network"):
         _block_network()
+    _limit_threads()
+
+
+def _limit_threads() -> None:
+    """One intra-op thread by default: reproducible timings, and parallel graders don't
+    oversubscribe the cores. PRACTICE_THREADS overrides it."""
+    import torch
+    torch.set_num_threads(max(1, int(os.environ.get("PRACTICE_THREADS", "1"))))
 
 
 def _device_name() -> str:

@@ -133,10 +133,15 @@ def _uncomment(line: str, filename: str, lineno: int) -> str:
     raise StubError(f"{filename}:{lineno}: lines of a STUB region must be comments ('# code')")
 
 
-def generate(solutions: Path, exercises: Path) -> dict[Path, str]:
-    """Every exercise file's intended text, keyed by its path under `exercises`."""
+def generate(solutions: Path, exercises: Path, chapters: list[str] | None = None) -> dict[Path, str]:
+    """Every exercise file's intended text, keyed by its path under `exercises`.
+
+    `chapters` (e.g. ["05"]) limits it to those chapters' files.
+    """
     files = {}
     for src in sorted(solutions.glob("ch*.py")):
+        if chapters and src.name[2:4] not in chapters:
+            continue
         files[exercises / src.name] = make_stub(src.read_text(encoding="utf-8"), str(src))
     return files
 
@@ -150,10 +155,10 @@ def stale(solutions: Path, exercises: Path) -> list[str]:
     return sorted(problems + [f"{n} (no solution)" for n in extra])
 
 
-def write(solutions: Path, exercises: Path) -> list[Path]:
+def write(solutions: Path, exercises: Path, chapters: list[str] | None = None) -> list[Path]:
     exercises.mkdir(parents=True, exist_ok=True)
     changed = []
-    for path, text in generate(solutions, exercises).items():
+    for path, text in generate(solutions, exercises, chapters).items():
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
             changed.append(path)
