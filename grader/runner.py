@@ -12,6 +12,7 @@ import json
 import os
 import select
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +49,12 @@ def chapter_test_args(chapter: str, impl: str | Path, *, tests_dir: Path | None 
                       tasks: Sequence[str] = (), public_only: bool = False,
                       extra: Sequence[str] = ()) -> list[str]:
     tests_dir = tests_dir or ROOT / "tests"
-    args = [str(tests_dir / f"ch{chapter}"), "--impl", str(impl), "-q", "-p", "no:cacheprovider",
-            "--rootdir", str(tests_dir.parent), "-o", "console_output_style=classic"]
+    # `--opt=value` in one word: pytest finds its rootdir and ini file before plugins add
+    # their options, and would take a separate value for a test path.
+    args = [str(tests_dir / f"ch{chapter}"), f"--impl={impl}", "-q", "-p", "no:cacheprovider",
+            f"--rootdir={tests_dir.parent}", "-o", "console_output_style=classic"]
     for task in tasks:
-        args += ["--task", task]
+        args.append(f"--task={task}")
     if public_only:
         args += ["-m", "not hidden"]
     return args + list(extra)
@@ -76,12 +79,20 @@ def run_pytest(args: Sequence[str], *, timeout: float | None = None, cwd: str | 
             os.dup2(log_w, 1)
             os.dup2(log_w, 2)
             os.close(log_w)
+            # A parent under pytest has swapped sys.stdout/err for its capture objects.
+            sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
+            sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)
             if cwd is not None:
                 os.chdir(cwd)
             if before is not None:
                 before()
             status = _child_main(list(args), write_fd)
         finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001 - the child is exiting anyway
+                    pass
             os._exit(status)
 
     os.close(write_fd)

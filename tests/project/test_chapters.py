@@ -64,3 +64,10 @@ def test_every_solution_has_tests():
     solved = sorted(p.name for p in (ROOT / "solutions").glob("ch*.py"))
     untested = [n for n in solved if n[2:4] not in CHAPTERS_WITH_TESTS]
     assert not untested, f"solutions without a tests/chNN folder: {untested}"
+
+
+def test_chapter_test_folders_are_packages():
+    """tests/chNN/__init__.py keeps same-named files (test_public.py) of different chapters apart."""
+    assert (TESTS / "__init__.py").is_file()
+    missing = [p.name for p in TESTS.glob("ch[0-9][0-9]") if not (p / "__init__.py").is_file()]
+    assert not missing, f"add an empty __init__.py to: {missing}"

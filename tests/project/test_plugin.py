@@ -1,0 +1,126 @@
+"""The grading plugin and `grader check`: selection, messages, exit codes, offline guard."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from chapter_runs import run_chapter
+from grader import cli
+from grader.plugin import ROOT, NetworkBlocked
+from grader.runner import chapter_test_args, run_pytest
+
+SOLUTION = ROOT / "solutions" / "ch05_linear_regression.py"
+
+
+def test_network_is_blocked_during_tests():
+    with pytest.raises(NetworkBlocked, match="network access is blocked"):
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
+
+
+def test_unix_sockets_still_work():
+    a, b = socket.socketpair()
+    a.sendall(b"ok")
+    assert b.recv(2) == b"ok"
+    a.close(), b.close()
+
+
+def test_syntax_error_is_one_clear_line(tmp_path):
+    (tmp_path / SOLUTION.name).write_text(SOLUTION.read_text().replace("return self.linear(x)",
+                                                                       "return self.linear(x"))
+    results = run_chapter("05", tmp_path).results
+    assert results.score == 0
+    assert {t.message for t in results.tests} == {
+        f"{SOLUTION.name} has a syntax error at line {_line_of(SOLUTION, 'return self.linear(x)')}: "
+        "'(' was never closed"}
+
+
+def _line_of(path, text):
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_missing_file_names_the_file(tmp_path):
+    (tmp_path / "ch05_linear.py").write_text("")
+    results = run_chapter("05", tmp_path).results
+    assert results.score == 0
+    assert all(t.message.startswith("ch05_linear_regression.py not found in") and "ch05_linear.py" in t.message
+               for t in results.tests)
+
+
+def test_crash_at_import_is_reported(tmp_path):
+    (tmp_path / SOLUTION.name).write_text(SOLUTION.read_text() + "\nraise ValueError('boom')\n")
+    results = run_chapter("05", tmp_path).results
+    assert all("importing ch05_linear_regression.py failed: ValueError: boom" in t.message
+               for t in results.tests)
+
+
+def test_task_option_selects_one_task():
+    results = run_chapter("05", "solutions", tasks=["ch05.forward"]).results
+    assert {t.task for t in results.tests} == {"ch05.forward"}
+
+
+def test_timeout_message(tmp_path):
+    (tmp_path / SOLUTION.name).write_text(SOLUTION.read_text().replace(
+        "        return self.linear2(self.linear1(x).clamp(min=0))",
+        "        while True:\n            pass"))
+    outcome = run_pytest(chapter_test_args("05", tmp_path, tasks=["ch05.two_layer"],
+                                           extra=["--timeout", "1"]), timeout=60)
+    messages = {t.message for t in outcome.results.tests}
+    assert all(m.startswith("timed out") and "infinite loop" in m for m in messages), messages
+
+
+def _bad_tests(tmp_path, marks):
+    tests = tmp_path / "tests" / "ch05"
+    tests.mkdir(parents=True)
+    (tests / "test_public.py").write_text(f"import pytest\n\n{marks}\ndef test_x(impl):\n    pass\n")
+    return tmp_path / "tests"
+
+
+@pytest.mark.parametrize("marks, problem", [
+    ('@pytest.mark.task("ch05.forwrd")\n@pytest.mark.points(1)', "is not a task of the syllabus"),
+    ('@pytest.mark.task("ch03.cost")\n@pytest.mark.points(1)', "belongs to another chapter"),
+    ('@pytest.mark.task("ch05.forward")', "needs @pytest.mark.points"),
+    ('@pytest.mark.task("ch05.forward")\n@pytest.mark.points(1)\n@pytest.mark.hidden', "test_hidden"),
+])
+def test_badly_marked_tests_fail_collection(tmp_path, marks, problem):
+    tests = _bad_tests(tmp_path, marks)
+    outcome = run_pytest(chapter_test_args("05", "solutions", tests_dir=tests), timeout=60)
+    assert outcome.exit_code == pytest.ExitCode.USAGE_ERROR
+    assert problem in outcome.log
+
+
+def test_check_prints_table_and_fails_on_stub(capsys):
+    assert cli.main(["check", "05"]) == 1
+    out = capsys.readouterr().out
+    assert "ch05.forward" in out and "0 / 20" in out
+    assert "not implemented yet: ch05.forward: LinearModel.forward" in out
+    assert "Traceback" not in out
+
+
+def test_check_passes_on_solution(capsys):
+    assert cli.main(["check", "5", "--impl", "solutions"]) == 0
+    out = capsys.readouterr().out
+    assert "20 / 20" in out and "FAIL" not in out
+
+
+def test_check_unknown_chapter_lists_chapters():
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["check", "99"])
+    assert str(exc.value).startswith("grader: there is no chapter '99'; chapters are 01, 02")
+
+
+def test_plain_pytest_grades_a_folder_anywhere(tmp_path):
+    """`pytest -m ch05 --impl PATH` from the repository root, as an instructor would type it."""
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    shutil.copy(SOLUTION, folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "ch05 and not hidden", "--impl", str(folder),
+                           "-q", "-p", "no:cacheprovider"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "4 passed" in proc.stdout
