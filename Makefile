@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup  ## the project's own suite: solutions full marks, stubs 0, mistakes caught, stubs fresh
-	$(PY) -m pytest tests/project -q -p no:cacheprovider
+	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2
 
 check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 	@test -n "$(ch)" || { echo "usage: make check ch=05 [impl=solutions]"; exit 2; }

@@ -13,3 +13,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         entries = [(c, m) for c, ms in CATALOGUE.items() for m in ms]
         metafunc.parametrize("mistake", entries,
                              ids=[f"ch{c}-{m.name.replace(' ', '_')}" for c, m in entries])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A project test may grade a whole chapter or cohort: the per-test limit of chapter tests
+    # (pyproject's `timeout`) is too short for that.
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(900))
