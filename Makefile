@@ -32,7 +32,7 @@ check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 exercises: setup  ## regenerate exercises/ from solutions/
 	@$(VENV)/bin/grader stubs
 
-data: setup  ## download the full MNIST and CIFAR-10 into datasets/ (needs the network)
+data: setup  ## download the full MNIST and CIFAR-10 into datasets/full/ (needs the network)
 	$(PY) datasets/build.py --download-full
 
 grade: setup  ## grade every submission under sub=DIR into out=DIR (default gradebook/)

@@ -1,0 +1,125 @@
+"""Chapter 03: gradient descent and stochastic gradient descent (lecture 03).
+
+Exhaustive search does not scale beyond a weight or two. Gradient descent instead
+starts from a guess (w = 1.0) and repeatedly steps against the slope of the cost:
+
+    cost(w)     = mean over samples of (x * w - y) ** 2
+    d cost / dw = mean over samples of 2 * x * (x * w - y)
+    w          <- w - lr * d cost / dw
+
+Stochastic gradient descent (SGD) makes one such step per sample, using that one
+sample's gradient. Everything here is plain Python arithmetic on lists of floats,
+as in the lecture: no tensors are needed yet.
+
+Run `python ch03_gradient_descent.py` for the demonstration.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+X_DATA = [1.0, 2.0, 3.0]
+Y_DATA = [2.0, 4.0, 6.0]
+
+
+def cost(xs: Sequence[float], ys: Sequence[float], w: float) -> float:
+    """The mean squared error of the model y_hat = x * w.
+
+    Args:
+        xs, ys: N samples each, lists of floats.
+        w: the weight.
+    Returns:
+        A Python float, mean over i of (xs[i] * w - ys[i]) ** 2.
+    """
+    ### BEGIN SOLUTION
+    # TODO(ch03.cost): add up (x * w - y) ** 2 over the samples and divide by their number.
+    total = 0.0
+    for x, y in zip(xs, ys):
+        total += (x * w - y) ** 2
+    return float(total / len(xs))
+    ### END SOLUTION
+
+
+def gradient(xs: Sequence[float], ys: Sequence[float], w: float) -> float:
+    """The derivative of `cost` with respect to w.
+
+    Args:
+        xs, ys: N samples each, lists of floats.
+        w: the weight.
+    Returns:
+        A Python float, d cost / d w = mean over i of 2 * xs[i] * (xs[i] * w - ys[i]).
+    """
+    ### BEGIN SOLUTION
+    # TODO(ch03.gradient): compute the MSE gradient. Differentiate (x * w - y) ** 2 with
+    #   the chain rule, add it up over the samples and average, as cost does.
+    grad = 0.0
+    for x, y in zip(xs, ys):
+        grad += 2 * x * (x * w - y)
+    return float(grad / len(xs))
+    ### END SOLUTION
+
+
+def gradient_descent(xs: Sequence[float], ys: Sequence[float], w: float = 1.0, lr: float = 0.01,
+                     epochs: int = 100) -> tuple[float, list[float]]:
+    """Full-batch gradient descent: one update of w per epoch, using all samples.
+
+    Args:
+        xs, ys: N samples each, lists of floats.
+        w: the starting weight.
+        lr: the learning rate.
+        epochs: the number of updates.
+    Returns:
+        (final w, costs): costs[e] is cost(xs, ys, w) just BEFORE update e, a list of
+        `epochs` Python floats.
+    """
+    ### BEGIN SOLUTION
+    # TODO(ch03.gd): every epoch, record cost(xs, ys, w) first, then update
+    #   w -= lr * gradient(xs, ys, w). Return the final w and the recorded costs.
+    costs = []
+    for _ in range(epochs):
+        costs.append(cost(xs, ys, w))
+        w -= lr * gradient(xs, ys, w)
+    return w, costs
+    ### END SOLUTION
+
+
+def sgd(xs: Sequence[float], ys: Sequence[float], w: float = 1.0, lr: float = 0.01,
+        epochs: int = 100) -> tuple[float, list[float]]:
+    """Stochastic gradient descent: one update of w per sample, samples in order.
+
+    Args:
+        xs, ys: N samples each, lists of floats.
+        w: the starting weight.
+        lr: the learning rate.
+        epochs: the number of passes over the samples (N updates each).
+    Returns:
+        (final w, losses): losses[e] is the loss of epoch e's LAST sample, computed after
+        that sample's update (as the lecture prints it), a list of `epochs` Python floats.
+    """
+    ### BEGIN SOLUTION
+    # TODO(ch03.sgd): for each epoch, for each sample (x, y) in order: update w with that
+    #   sample's gradient alone, gradient([x], [y], w); then compute its loss
+    #   cost([x], [y], w) with the new w. Record the epoch's last such loss.
+    losses = []
+    for _ in range(epochs):
+        for x, y in zip(xs, ys):
+            w -= lr * gradient([x], [y], w)
+            sample_loss = cost([x], [y], w)
+        losses.append(sample_loss)
+    return w, losses
+    ### END SOLUTION
+
+
+def main() -> None:
+    print(f"before training: w = 1.0, prediction for x = 4: {4 * 1.0:.4f}")
+    w, costs = gradient_descent(X_DATA, Y_DATA)
+    for epoch in (0, 9, 49, 99):
+        print(f"gradient descent epoch {epoch + 1:3d}  cost {costs[epoch]:.6g}")
+    print(f"gradient descent: w = {w:.6f}, prediction for x = 4: {4 * w:.4f}")
+    w, losses = sgd(X_DATA, Y_DATA)
+    for epoch in (0, 9, 49, 99):
+        print(f"SGD epoch {epoch + 1:3d}  last sample loss {losses[epoch]:.6g}")
+    print(f"SGD: w = {w:.6f}, prediction for x = 4: {4 * w:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Realistic chapter 07 mistakes, as small edits of the solution."""
+from grader.mistakes import Mistake
+
+MISTAKES = [
+    Mistake("label sliced with [:, -1] (1-D)", task="ch07.load",
+            edits=[("torch.from_numpy(data[:, [-1]])", "torch.from_numpy(data[:, -1])")],
+            message="keep the label 2-D"),
+    Mistake("np.loadtxt without dtype (float64)", task="ch07.load",
+            edits=[('np.loadtxt(path, delimiter=",", dtype=np.float32)\n    return',
+                    'np.loadtxt(path, delimiter=",")\n    return')],
+            message="expected float32"),
+    Mistake("label left among the features", task="ch07.load",
+            edits=[("torch.from_numpy(data[:, :-1])", "torch.from_numpy(data)")],
+            message="all columns but the last"),
+    Mistake("activation argument ignored", task="ch07.model",
+            edits=[("self.activation = activation()\n", "self.activation = nn.Sigmoid()\n")],
+            message="activation argument is ignored"),
+    Mistake("activation class not instantiated", task="ch07.model",
+            edits=[("self.activation = activation()\n", "self.activation = activation\n")],
+            message="instantiate"),
+    Mistake("activation used as the output layer", task="ch07.model",
+            edits=[("return self.sigmoid(self.linear3(x))", "return self.activation(self.linear3(x))")],
+            message="the last step must be the sigmoid"),
+    Mistake("fixed input width", task="ch07.model",
+            edits=[("        self.linear1 = nn.Linear(n_features, 6)\n", "        self.linear1 = nn.Linear(8, 6)\n")],
+            message="use n_features"),
+    Mistake("no zero_grad in the training loop", task="ch07.train",
+            edits=[("        optimizer.zero_grad()\n", "")],
+            message="call optimizer.zero_grad() every epoch"),
+    Mistake("summed BCE", task="ch07.train",
+            edits=[("criterion = nn.BCELoss()", 'criterion = nn.BCELoss(reduction="sum")')],
+            message="use the mean"),
+    Mistake("accuracy computed with gradient tracking", task="ch07.accuracy",
+            edits=[("    with torch.no_grad():\n        predicted = (model(x) >= 0.5).float()\n"
+                    "        return (predicted == y).float().mean().item()",
+                    "    predicted = (model(x) >= 0.5).float()\n"
+                    "    return (predicted == y).float().mean().item()")],
+            message="torch.no_grad()"),
+    Mistake("predictions flattened against [N, 1] labels", task="ch07.accuracy",
+            edits=[("predicted = (model(x) >= 0.5).float()\n", "predicted = (model(x) >= 0.5).float().flatten()\n")],
+            message="broadcasts"),
+]
