@@ -18,7 +18,7 @@ def task_rows(chapter: Chapter, tests: list[TestResult]) -> list[tuple[str, floa
         if not mine:
             continue
         earned = sum(t.score for t in mine)
-        possible = sum(t.points for t in mine)
+        possible = sum(t.points for t in mine if t.outcome != "skipped")
         failed = sum(t.outcome in ("failed", "error") for t in mine)
         skipped = sum(t.outcome == "skipped" for t in mine)
         if failed:

@@ -29,6 +29,8 @@ def warm_up() -> None:
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401 - the first optimizer imports it: ~2 s in every child otherwise
+    import torchvision  # noqa: F401
     import grader.plugin  # noqa: F401
     import pytest_timeout  # noqa: F401
     gc.collect()

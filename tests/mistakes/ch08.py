@@ -1,0 +1,32 @@
+"""Realistic chapter 08 mistakes, as small edits of the solution."""
+from grader.mistakes import Mistake
+
+MISTAKES = [
+    Mistake("label column flattened to 1-D", task="ch08.dataset",
+            edits=[("self.y_data = torch.from_numpy(xy[:, [-1]])", "self.y_data = torch.from_numpy(xy[:, -1])")],
+            message="xy[:, [-1]]"),
+    Mistake("length counts columns instead of rows", task="ch08.dataset",
+            edits=[("self.len = xy.shape[0]", "self.len = xy.shape[1]")],
+            message="the number of columns"),
+    Mistake("features keep the label column", task="ch08.dataset",
+            edits=[("self.x_data = torch.from_numpy(xy[:, :-1])", "self.x_data = torch.from_numpy(xy)")],
+            message="the label column is included"),
+    Mistake("make_loader hard-codes two workers", task="ch08.loader",
+            edits=[("shuffle=shuffle, num_workers=num_workers)", "shuffle=shuffle, num_workers=2)")],
+            message="pass num_workers on"),
+    Mistake("make_loader always shuffles", task="ch08.loader",
+            edits=[("shuffle=shuffle, num_workers=num_workers)", "shuffle=True, num_workers=num_workers)")],
+            message="pass shuffle=shuffle on"),
+    Mistake("no zero_grad between batches", task="ch08.train",
+            edits=[("            optimizer.zero_grad()\n", "")],
+            message="call optimizer.zero_grad() for every batch"),
+    Mistake("epoch value is the sum of the batch losses", task="ch08.train",
+            edits=[("history.append(total / batches)", "history.append(total)")],
+            message="divide the total by the number of batches"),
+    Mistake("epoch value divided by the number of samples", task="ch08.train",
+            edits=[("history.append(total / batches)", "history.append(total / len(loader.dataset))")],
+            message="divide it by the number of batches"),
+    Mistake("training call left at module level (no __main__ guard)", task="ch08.guard",
+            edits=[('if __name__ == "__main__":\n    main()\n', "main()\n")],
+            message='call main() only under `if __name__ == "__main__":`'),
+]
