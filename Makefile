@@ -9,7 +9,7 @@ out    ?= gradebook
 jobs   ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test check exercises data grade bench clean
+.PHONY: help setup test check exercises data grade bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup  ## the project's own suite: solutions full marks, stubs 0, mistakes caught, stubs fresh
-	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2
+	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2 --dist loadgroup
 
 check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 	@test -n "$(ch)" || { echo "usage: make check ch=05 [impl=solutions]"; exit 2; }
@@ -40,6 +40,9 @@ grade: setup  ## grade every submission under sub=DIR into out=DIR (default grad
 
 bench: setup  ## the cohort grader's benchmark (100 submissions of chapter 05)
 	$(PY) benchmarks/grade_cohort.py
+
+demo: setup  ## regenerate the demonstration cohort in examples/submissions
+	$(PY) examples/make_submissions.py
 
 clean:  ## remove caches and grading output (keeps .venv)
 	rm -rf gradebook .pytest_cache build *.egg-info

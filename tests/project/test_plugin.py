@@ -124,3 +124,12 @@ def test_plain_pytest_grades_a_folder_anywhere(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "4 passed" in proc.stdout
+
+
+def test_skipping_from_student_code_earns_nothing(tmp_path):
+    (tmp_path / SOLUTION.name).write_text(SOLUTION.read_text().replace(
+        "        return self.linear(x)\n",
+        "        import pytest\n        pytest.skip('not today')\n"))
+    results = run_chapter("05", tmp_path, tasks=["ch05.forward"]).results
+    assert results.max_score > 0 and results.score == 0
+    assert all(t.outcome == "failed" and "skipped from inside the code under test (not today)" in t.message for t in results.tests)

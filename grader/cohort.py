@@ -1,0 +1,392 @@
+"""`grader grade` and `grader merge`: grade a cohort in isolation, in parallel.
+
+The pipeline, one small step each:
+
+    collect   grader.collect     find submissions, read chapter files safely
+    choose    here               which chapters to grade, which shard, what is already done
+    manifest  grader.scheduler   collect the instructor's tests once, without student code
+    sandbox   grader.sandbox     fresh working folder, limits, namespaces, unprivileged uid
+    run       grader.scheduler   one forked child per (submission, chapter), --jobs at a time
+    score     grader.outputs     results.json (Gradescope), feedback.md, grades.csv, summary
+    report    grader.htmlreport  report.html with plots
+
+Chapters graded by default: every chapter that has tests in tests/ and whose file
+appears in at least one submission of the cohort (all shards see the same cohort, so
+they agree). Within that set, a student without the file scores 0 with "chNN_x.py
+missing". `--chapters all` grades every chapter with tests; `--chapters 03,05` those.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from grader.syllabus import CHAPTERS, normalise_chapter
+
+EXAMPLES = """\
+examples:
+  grader grade examples/submissions -o gradebook            the demo cohort
+  grader grade subs/ -o out --chapters 05 --jobs 4          one assignment, four workers
+  grader grade subs/ -o out-1 --shard 1/3                   one of three CI shards
+  grader merge out-1 out-2 out-3 -o gradebook               join the shards
+
+Re-running skips students whose chapter files and tests are unchanged (--force regrades).
+Output: OUT/grades.csv, OUT/report.html, OUT/<student>/{results.json,feedback.md,log.txt}.
+Run as root (CI, containers) for full isolation: each job then uses its own unprivileged
+uid, and network and instructor folders are hidden from student code.
+"""
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "grade", help="grade every submission in a folder, in isolation and in parallel",
+        description="Grade every submission under SUBMISSIONS (per student a folder, .zip or .tar.gz "
+                    "named by the student id, chapter files under exercises/ or at the top) with the "
+                    "full test suite, public and hidden, each in a sandbox. Writes a gradebook to OUT.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("submissions", metavar="SUBMISSIONS", help="folder of submissions")
+    p.add_argument("-o", "--out", default="gradebook", metavar="OUT",
+                   help="output folder (default: gradebook)")
+    p.add_argument("--chapters", default=None, metavar="LIST",
+                   help="chapters to grade, e.g. 03,05, or 'all' (default: those with tests that "
+                        "appear in at least one submission)")
+    p.add_argument("-j", "--jobs", type=int, default=2, metavar="N",
+                   help="submissions graded at the same time (default 2)")
+    p.add_argument("--timeout", type=float, default=60, metavar="S",
+                   help="limit per test in seconds (default 60)")
+    p.add_argument("--wall", type=float, default=900, metavar="S",
+                   help="limit per submission, all its chapters, in seconds (default 900)")
+    p.add_argument("--memory", type=int, default=2048, metavar="MB",
+                   help="memory (address space) per submission beyond the preloaded libraries "
+                        "(default 2048)")
+    p.add_argument("--nproc", type=int, default=128, metavar="N",
+                   help="processes and threads per submission (default 128)")
+    p.add_argument("--fsize", type=int, default=64, metavar="MB",
+                   help="largest file a submission may write (default 64)")
+    p.add_argument("--force", action="store_true", help="regrade students already graded")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="grade only the K-th of N slices of the cohort (1-based; a student's "
+                        "slice depends only on the id)")
+    p.add_argument("--tests", default=None, metavar="DIR", help="tests folder (default: the repository's)")
+    p.add_argument("--datasets", default=None, metavar="DIR",
+                   help="data folder, read-only to students (default: the repository's datasets/)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser(
+        "merge", help="join the output folders of shards into one gradebook",
+        description="Copy every student of the given output folders into OUT (the newest result "
+                    "wins if a student appears twice), then rebuild OUT/grades.csv and report.html.")
+    p.add_argument("inputs", nargs="+", metavar="DIR", help="output folders of `grader grade`")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="merged output folder")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("report", help="rebuild grades.csv and report.html of an output folder",
+                       description="Rebuild OUT/grades.csv and OUT/report.html from OUT/*/results.json.")
+    p.add_argument("out", metavar="OUT")
+    p.set_defaults(func=cmd_report)
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _fail(message: str) -> int:
+    print(f"grader: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected K/N, e.g. 1/4") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise ValueError(f"--shard {text!r}: need 1 <= K <= N")
+    return k, n
+
+
+def in_shard(student: str, shard: tuple[int, int] | None) -> bool:
+    if shard is None:
+        return True
+    k, n = shard
+    digest = int(hashlib.sha256(student.encode("utf-8")).hexdigest()[:16], 16)
+    return digest % n == k - 1
+
+
+def chapters_with_tests(tests_root: Path) -> list[str]:
+    return sorted(p.name[2:] for p in tests_root.glob("ch[0-9][0-9]")
+                  if p.is_dir() and p.name[2:] in CHAPTERS and any(p.glob("test_*.py")))
+
+
+def choose_chapters(option: str | None, tested: list[str], subs) -> tuple[list[str], list[str]]:
+    """(chapters to grade, notes for the instructor)."""
+    notes = []
+    present = sorted({c for s in subs for c in s.chapters})
+    untested = [c for c in present if c not in tested]
+    if untested:
+        notes.append("chapter files without tests are not graded: "
+                     + ", ".join(f"ch{c}" for c in untested))
+    if option is None:
+        return [c for c in present if c in tested], notes
+    if option.strip().lower() == "all":
+        return list(tested), notes
+    chosen = []
+    for part in option.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            c = normalise_chapter(part)
+        except KeyError:
+            raise ValueError(f"--chapters: there is no chapter {part!r}") from None
+        if c not in tested:
+            raise ValueError(f"--chapters: chapter {c} has no tests yet "
+                             f"(chapters with tests: {', '.join(tested) or 'none'})")
+        if c not in chosen:
+            chosen.append(c)
+    return sorted(chosen), notes
+
+
+def hidden_paths(root: Path, tests_root: Path, submissions: Path, out: Path,
+                 keep: list[Path]) -> list[Path]:
+    """Folders student code must not see: solutions, the instructor's tests, the demo
+    submissions, git history, other students' submissions and the gradebook."""
+    candidates = [root / "solutions", root / "tests", tests_root, root / "examples", root / ".git",
+                  root / "benchmarks", submissions, out]
+    chosen = []
+    for p in candidates:
+        p = p.resolve()
+        if not p.is_dir() or p in chosen or p == Path("/"):
+            continue
+        if any(k == p or k.is_relative_to(p) for k in keep):
+            continue  # hiding it would hide what the tests need
+        chosen.append(p)
+    return chosen
+
+
+def _progress(total: int, quiet: bool):
+    if quiet or total == 0:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, unit="sub", desc="grading", file=sys.stderr, dynamic_ncols=True,
+                disable=None)
+
+
+# --------------------------------------------------------------------------- grade
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from grader import collect, outputs, sandbox
+    from grader.plugin import ROOT
+
+    started = time.monotonic()
+    submissions = Path(args.submissions).resolve()
+    if not submissions.is_dir():
+        return _fail(f"{args.submissions}: no such folder (expected one folder, .zip or .tar.gz per student)")
+    if args.jobs < 1:
+        return _fail("--jobs must be at least 1")
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        return _fail(str(exc))
+    tests_root = Path(args.tests).resolve() if args.tests else ROOT / "tests"
+    datasets = Path(args.datasets or os.environ.get("PRACTICE_DATASETS") or ROOT / "datasets").resolve()
+    out = Path(args.out).resolve()
+    if out == submissions or submissions.is_relative_to(out) or out.is_relative_to(submissions):
+        return _fail("OUT must not be the submissions folder, inside it, or contain it")
+
+    # collect
+    subs, skipped = collect.discover(submissions)
+    if not subs:
+        return _fail(f"no submissions in {submissions}: expected one folder, .zip or .tar.gz per "
+                     "student, named by the student id")
+    for sub in subs:
+        collect.read(sub)
+
+    # choose
+    tested = chapters_with_tests(tests_root)
+    try:
+        chapters, notes = choose_chapters(args.chapters, tested, subs)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if not chapters:
+        return _fail(f"no chapter to grade: no submission holds a chapter file with tests "
+                     f"(chapters with tests: {', '.join(tested) or 'none'}); use --chapters")
+    mine = [s for s in subs if in_shard(s.student, shard)]
+
+    limits = sandbox.Limits(test_timeout=args.timeout, wall=args.wall, memory_mb=args.memory,
+                            nproc=args.nproc, fsize_mb=args.fsize)
+    isolation = sandbox.probe_isolation()
+    uids = sandbox.UidPool()
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.clean_leftovers(out)
+    root_of_work = sandbox.WorkRoot()
+    work_root = root_of_work.path
+    previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job cleans up too
+    try:
+        from grader.scheduler import Scheduler, Settings, collect_manifests, tests_hash
+
+        hashes = {c: tests_hash(tests_root / f"ch{c}") for c in chapters}
+        todo, current = [], 0
+        for sub in mine:
+            want = outputs.wanted_fingerprint(sub.file_hashes(), hashes)
+            if not args.force and not sub.error and outputs.is_current(out, sub.student, want):
+                current += 1
+            else:
+                todo.append(sub)
+        if todo:
+            uids.acquire(args.jobs)
+            _warm_up(chapters, tests_root)
+            manifests, errors = collect_manifests(chapters, tests_root)
+        else:
+            manifests, errors = {}, {}
+        for c, err in errors.items():
+            if args.chapters is not None:
+                return _fail(f"chapter {c}'s tests cannot be collected: {err}")
+            notes.append(f"ch{c} skipped: its tests cannot be collected ({err})")
+        chapters = [c for c in chapters if c in manifests]
+        if todo and not chapters:
+            return _fail("no chapter's tests could be collected")
+
+        keep = [work_root, datasets, ROOT / "grader", Path(sys.prefix), Path(sys.base_prefix),
+                Path(os.__file__).parent]
+        settings = Settings(limits=limits, isolation=isolation, work_root=work_root,
+                            datasets=datasets, tests_root=tests_root,
+                            hide=hidden_paths(ROOT, tests_root, submissions, out,
+                                              [k.resolve() for k in keep]),
+                            chapters=chapters, manifests=manifests)
+        if not args.quiet:
+            shard_text = f", shard {shard[0]}/{shard[1]}" if shard else ""
+            print(f"grading {len(todo)} of {len(subs)} submissions{shard_text} "
+                  f"({current} unchanged since last graded) for "
+                  f"{', '.join('ch' + c for c in chapters)} with {args.jobs} job(s)\n"
+                  f"isolation: {isolation.summary()}", file=sys.stderr)
+            for line in skipped + notes:
+                print(f"note: {line}", file=sys.stderr)
+        redact = outputs.Redactor(manifests)
+        bar = _progress(len(todo), args.quiet)
+
+        def on_done(result) -> None:
+            outputs.write_student(out, result, redact, limits.describe())
+            if bar is not None:
+                bar.set_postfix_str(f"{result.submission.student[:20]} {result.score:g}/{result.max_score:g}")
+                bar.update(1)
+
+        try:
+            if todo:
+                Scheduler(settings, uids.uids).grade(todo, on_done)
+        finally:
+            if bar is not None:
+                bar.close()
+    except KeyboardInterrupt:
+        _rebuild(out)
+        print("\ninterrupted: the students graded so far are saved; run the same command "
+              "again to finish the cohort", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        root_of_work.remove()
+        uids.release()
+
+    records = _rebuild(out)
+    if not args.quiet:
+        print(outputs.summary_table(records))
+        print(f"\n{len(todo)} graded, {current} unchanged, in {time.monotonic() - started:.1f} s; "
+              f"gradebook in {out}/grades.csv, report in {out}/report.html")
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _warm_up(chapters: list[str], tests_root: Path) -> None:
+    """Import everything children need once, in this process, then freeze the heap.
+
+    torchvision (seconds to import, as it pulls in torch's compiler stack) only when a
+    graded chapter's tests or reference solution use it."""
+    from grader.plugin import ROOT
+
+    files = [p for c in chapters for p in (tests_root / f"ch{c}").glob("*.py")]
+    files += [ROOT / "solutions" / CHAPTERS[c].filename for c in chapters]
+    if any(p.is_file() and "torchvision" in p.read_text(encoding="utf-8", errors="replace") for p in files):
+        import torchvision  # noqa: F401
+
+    import grader.guard  # noqa: F401 - takes the tamper audit's reference identities
+    import grader.testing  # noqa: F401
+    from grader.runner import warm_up
+    warm_up()
+
+
+def _rebuild(out: Path) -> list[dict]:
+    from grader import outputs
+    from grader.htmlreport import write_report
+
+    records = outputs.load_all(out)
+    outputs.write_grades_csv(out, records)
+    write_report(out, records)
+    return records
+
+
+# --------------------------------------------------------------------------- merge, report
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from grader import outputs
+
+    out = Path(args.out).resolve()
+    inputs = [Path(p).resolve() for p in args.inputs]
+    for p in inputs:
+        if not p.is_dir():
+            return _fail(f"{p}: no such output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.clean_leftovers(out)
+    best: dict[str, tuple[int, Path]] = {}
+    duplicates = 0
+    for folder in inputs:
+        for path in sorted(folder.glob("*/results.json")):
+            if path.parent.name.startswith("."):
+                continue
+            try:
+                stamp = int(json.loads(path.read_text(encoding="utf-8"))["extra_data"].get("graded_at_ns", 0))
+            except (OSError, ValueError, KeyError, TypeError):
+                print(f"note: {path} is not a results.json of grader grade; skipped", file=sys.stderr)
+                continue
+            student = path.parent.name
+            if student in best:
+                duplicates += 1
+                if stamp <= best[student][0]:
+                    continue
+            best[student] = (stamp, path.parent)
+    copied = 0
+    for student, (_, source) in sorted(best.items()):
+        if source.parent == out:
+            continue
+        tmp = out / f".tmp-{student}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp)
+        outputs._replace_dir(tmp, out / student)
+        copied += 1
+    records = _rebuild(out)
+    print(f"merged {len(best)} students from {len(inputs)} folders ({copied} copied, "
+          f"{duplicates} duplicates resolved by the newest result) into {out}")
+    print(outputs.summary_table(records))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from grader import outputs
+
+    out = Path(args.out).resolve()
+    if not out.is_dir():
+        return _fail(f"{args.out}: no such output folder")
+    records = _rebuild(out)
+    print(outputs.summary_table(records))
+    return 0

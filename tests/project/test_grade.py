@@ -1,0 +1,336 @@
+"""`grader grade` and `grader merge`: the demo cohort, outputs, resuming, shards, limits.
+
+Grading runs in a child forked from this (warm) process; see hostile/harness.py. The
+hostile and broken submissions have their own module, test_grade_hostile.py.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from grader import collect
+from grader.cohort import choose_chapters, chapters_with_tests, in_shard, parse_shard
+from grader.gradescope import RESULTS_SCHEMA
+from grader.mistakes import load_catalogue
+from grader.plugin import ROOT
+from grader.runner import chapter_test_args, run_pytest
+from hostile.cases import FILENAME, SOLUTION, at_import, in_function
+from hostile.harness import grader_processes, results, run_cli, start_cli, wait_cli
+
+DEMO = ROOT / "examples" / "submissions"
+MISTAKES = {m.name: m for m in load_catalogue(ROOT / "tests" / "mistakes")["05"]}
+needs_root = pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
+                                reason="the full sandbox needs Linux and root")
+
+
+def _grades(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "grades.csv", encoding="utf-8", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def _stamps(out: Path) -> dict[str, int]:
+    return {p.parent.name: json.loads(p.read_text())["extra_data"]["graded_at_ns"]
+            for p in out.glob("*/results.json")}
+
+
+def _cohort(folder: Path, files: dict[str, str]) -> Path:
+    """student -> ch05 source, as folders with exercises/."""
+    for student, text in files.items():
+        (folder / student / "exercises").mkdir(parents=True, exist_ok=True)
+        (folder / student / "exercises" / FILENAME).write_text(text, encoding="utf-8")
+    return folder
+
+
+# --------------------------------------------------------------------------- the demo cohort
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("demo")
+    subs = base / "submissions"
+    shutil.copytree(DEMO, subs)
+    out = base / "gradebook"
+    run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2"], base)
+    return base, subs, out, run
+
+
+def test_grade_help_is_clear(tmp_path):
+    run = run_cli(["grade", "--help"], tmp_path)
+    assert run.code == 0
+    for option in ("SUBMISSIONS", "--out", "--chapters", "--jobs", "--timeout", "--wall", "--memory",
+                   "--force", "--shard", "examples:", "grader merge"):
+        assert option in run.stdout, f"`grader grade --help` does not mention {option}"
+    merge = run_cli(["merge", "--help"], tmp_path)
+    assert merge.code == 0 and "--out" in merge.stdout
+
+
+def test_demo_submissions_are_up_to_date():
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        import make_submissions
+    finally:
+        sys.path.remove(str(ROOT / "examples"))
+    assert not make_submissions.stale(), "run: python examples/make_submissions.py"
+
+
+def test_demo_cohort_scores(demo):
+    base, subs, out, run = demo
+    assert run.code == 0, run.explain()
+    grades = _grades(out)
+    assert sorted(grades) == ["alice", "bob", "carol", "dave"]
+    full = float(grades["alice"]["max"])
+    assert float(grades["alice"]["ch05"]) == full > 0
+    assert float(grades["carol"]["total"]) == 0 and "does not import" in grades["carol"]["flags"]
+    for student, mistake in (("bob", "no zero_grad in the training loop"), ("dave", "ReLU left out of TwoLayerNet")):
+        data = results(out, student)
+        assert 0 < data["score"] < full, f"{student}: {data['score']}"
+        messages = [t["output"] for t in data["tests"] if t["status"] == "failed"]
+        assert any(MISTAKES[mistake].message.lower() in m.lower() for m in messages), messages
+        failed_tasks = {t["tags"][0] for t in data["tests"] if t["status"] == "failed"}
+        assert failed_tasks == {MISTAKES[mistake].task}, failed_tasks
+    carol = results(out, "carol")["extra_data"]["chapters"]["05"]
+    assert carol["status"] == "import-error" and "syntax error at line" in carol["reason"]
+    assert "ch05" in run.stdout and "flagged" in run.stdout, "the summary table is missing"
+
+
+def test_demo_outputs(demo):
+    jsonschema = pytest.importorskip("jsonschema")
+    base, subs, out, run = demo
+    for student in ("alice", "bob", "carol", "dave"):
+        data = results(out, student)
+        jsonschema.validate(data, RESULTS_SCHEMA)
+        assert data["score"] == sum(t["score"] for t in data["tests"])
+        for t in data["tests"]:
+            want = "after_published" if "hidden" in t["tags"] else "visible"
+            assert t["visibility"] == want, t
+        extra = data["extra_data"]
+        assert extra["fingerprint"]["05"][0] == extra["files"][FILENAME]
+        assert extra["device"] in ("cpu", "cuda")
+        feedback = (out / student / "feedback.md").read_text(encoding="utf-8")
+        assert f"**Total: {data['score']:g} / " in feedback
+        assert (out / student / "log.txt").is_file()
+    bob = (out / "bob" / "feedback.md").read_text(encoding="utf-8")
+    assert "| ch05.train |" in bob and "(hidden test)" in bob
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert report.count("<img") >= 3 and "Most-failed tests" in report and "bob" in report
+
+
+def test_rerun_skips_unchanged_and_force_regrades(demo, tmp_path):
+    base, subs, out, run = demo
+    work_subs, work_out = tmp_path / "subs", tmp_path / "out"
+    shutil.copytree(subs, work_subs)
+    shutil.copytree(out, work_out)
+    before = _stamps(work_out)
+    again = run_cli(["grade", str(work_subs), "-o", str(work_out)], tmp_path)
+    assert again.code == 0 and "0 graded, 4 unchanged" in again.stdout, again.explain()
+    assert _stamps(work_out) == before
+    (work_subs / "carol" / FILENAME).write_text(SOLUTION, encoding="utf-8")  # carol fixes her file
+    fixed = run_cli(["grade", str(work_subs), "-o", str(work_out)], tmp_path)
+    assert "1 graded, 3 unchanged" in fixed.stdout, fixed.explain()
+    after = _stamps(work_out)
+    assert [s for s in before if after[s] != before[s]] == ["carol"]
+    assert results(work_out, "carol")["score"] == results(work_out, "alice")["score"]
+    forced = run_cli(["grade", str(work_subs), "-o", str(work_out), "--force"], tmp_path)
+    assert "4 graded, 0 unchanged" in forced.stdout, forced.explain()
+
+
+def test_shards_merge_into_the_full_gradebook(demo, tmp_path):
+    base, subs, out, run = demo
+    parts = []
+    for k in (1, 2):
+        part = tmp_path / f"part{k}"
+        r = run_cli(["grade", str(subs), "-o", str(part), "--shard", f"{k}/2", "-q"], tmp_path)
+        assert r.code == 0, r.explain()
+        parts.append(part)
+    names = [set(_grades(p)) for p in parts]
+    assert not names[0] & names[1] and names[0] | names[1] == {"alice", "bob", "carol", "dave"}
+    merged = tmp_path / "merged"
+    r = run_cli(["merge", str(parts[0]), str(parts[1]), "-o", str(merged)], tmp_path)
+    assert r.code == 0, r.explain()
+    assert _grades(merged) == _grades(out)
+    assert (merged / "report.html").is_file()
+
+
+def test_shard_slices_are_deterministic():
+    ids = [f"s{i:03d}" for i in range(200)]
+    slices = [[s for s in ids if in_shard(s, (k, 3))] for k in (1, 2, 3)]
+    assert sorted(sum(slices, [])) == ids
+    assert all(40 < len(s) < 90 for s in slices), [len(s) for s in slices]
+    assert slices == [[s for s in ids if in_shard(s, (k, 3))] for k in (1, 2, 3)]
+    with pytest.raises(ValueError):
+        parse_shard("3/2")
+
+
+# --------------------------------------------------------------------------- robustness
+
+@needs_root
+def test_interrupted_run_is_completed_without_loss_or_duplicates(tmp_path):
+    subs = _cohort(tmp_path / "subs", {f"s{i}": SOLUTION for i in range(8)})
+    out = tmp_path / "out"
+    started = start_cli(["grade", str(subs), "-o", str(out), "--jobs", "2", "-q"], tmp_path)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("*/results.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(started[0], signal.SIGKILL)  # the grader dies mid-run; its children die with it
+    killed = wait_cli(started)
+    assert killed.code == -signal.SIGKILL
+    done_before = set(_stamps(out))
+    assert 2 <= len(done_before) < 8, "the run finished before it could be interrupted"
+    rerun = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2"], tmp_path)
+    assert rerun.code == 0, rerun.explain()
+    grades = _grades(out)
+    assert sorted(grades) == [f"s{i}" for i in range(8)]
+    assert len({float(g["total"]) for g in grades.values()}) == 1
+    assert f"{8 - len(done_before)} graded, {len(done_before)} unchanged" in rerun.stdout, rerun.explain()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary folders were left behind"
+    time.sleep(0.2)
+    assert not grader_processes()
+
+
+@needs_root
+def test_wall_clock_limit_stops_a_submission(tmp_path):
+    stubborn = at_import("import signal as _signal\n_signal.signal(_signal.SIGALRM, _signal.SIG_IGN)",
+                         in_function("        return self.linear(x)\n", "while True:\n    pass"))
+    subs = _cohort(tmp_path / "subs", {"good": SOLUTION, "stubborn": stubborn})
+    out = tmp_path / "out"
+    run = run_cli(["grade", str(subs), "-o", str(out), "--wall", "6", "--timeout", "60", "-q"], tmp_path)
+    assert run.code == 0, run.explain()
+    chapter = results(out, "stubborn")["extra_data"]["chapters"]["05"]
+    assert chapter["status"] == "timeout" and "time limit of 6 s" in chapter["reason"], chapter
+    assert results(out, "stubborn")["score"] == 0
+    assert results(out, "good")["score"] == results(out, "good")["extra_data"]["max_score"]
+    assert results(out, "stubborn")["execution_time"] < 20
+    assert not grader_processes()
+
+
+def test_without_root_limits_and_cleanup_still_apply(tmp_path):
+    """As an ordinary user the grader cannot switch uids; it still grades, and the process
+    it cannot kill by uid are killed as orphans. (Simulated: the grading process is told
+    it is not root.)"""
+    from hostile.cases import sources
+
+    token = f"noroot-{os.getpid()}-{time.monotonic_ns()}"
+    background, _ = sources(token)["background_process"]
+    subs = _cohort(tmp_path / "subs", {"good": SOLUTION, "background": background,
+                                       "broken": SOLUTION.replace("(x)", "(x", 1)})
+    out = tmp_path / "out"
+
+    def not_root() -> None:
+        os.geteuid = lambda: 4242  # noqa: E731 - only in this forked grading process
+
+    run = run_cli(["grade", str(subs), "-o", str(out)], tmp_path, before=not_root)
+    assert run.code == 0, run.explain()
+    assert "isolation: limited" in run.stderr
+    full = results(out, "good")["extra_data"]["max_score"]
+    assert results(out, "good")["score"] == full
+    assert results(out, "background")["score"] == full
+    assert results(out, "broken")["score"] == 0
+    log = (out / "background" / "log.txt").read_text(encoding="utf-8")
+    pids = [int(p) for p in re.findall(r"BG-PID (\d+)", log)]
+    assert len(pids) == 2, log[-2000:]
+    time.sleep(0.3)
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()
+             and Path(f"/proc/{p}/status").read_text().split("State:")[1].split()[0] != "Z"]
+    assert not alive, f"background processes survived: {alive}"
+    # without a uid of its own the grader cannot tell the submission's files in /tmp from
+    # anyone else's; this one is the test's to remove
+    Path(f"/tmp/hostile-{token}-bg").unlink(missing_ok=True)
+
+
+def test_unreadable_submissions_get_one_line_reasons(tmp_path):
+    subs = tmp_path / "subs"
+    (subs / "empty").mkdir(parents=True)
+    (subs / "readme_only").mkdir()
+    (subs / "readme_only" / "README.md").write_text("hello")
+    (subs / "wrong_name").mkdir()
+    (subs / "wrong_name" / "ch05_linreg.py").write_text(SOLUTION)
+    _cohort(subs, {"twice": SOLUTION})
+    shutil.make_archive(str(subs / "twice"), "zip", subs / "twice")
+    (subs / "notes.txt").write_text("not a submission")
+    (subs / "truncated.tar.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    _cohort(subs, {"good": SOLUTION})
+    out = tmp_path / "out"
+    run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05"], tmp_path)
+    assert run.code == 0, run.explain()
+    assert "notes.txt: not a folder, .zip or .tar.gz" in run.stderr
+    reasons = {s: results(out, s)["extra_data"]["unreadable"] for s in
+               ("empty", "readme_only", "wrong_name", "twice", "truncated")}
+    assert "no chapter files found" in reasons["empty"]
+    assert "no chapter files found" in reasons["readme_only"]
+    assert "chapter 05's file is ch05_linear_regression.py" in reasons["wrong_name"]
+    assert "more than one submission" in reasons["twice"]
+    assert reasons["truncated"].startswith("cannot read truncated.tar.gz")
+    assert all("\n" not in r and r for r in reasons.values()), reasons
+    assert results(out, "good")["score"] == results(out, "good")["extra_data"]["max_score"]
+    empty = run_cli(["grade", str(tmp_path / "subs" / "empty"), "-o", str(tmp_path / "o2")], tmp_path)
+    assert empty.code == 2 and "no submissions" in empty.stderr
+
+
+def test_grade_matches_check_on_another_chapter(tmp_path):
+    """The sandbox changes nothing about outcomes: `grader grade` agrees with the plain runner."""
+    others = [c for c in chapters_with_tests(ROOT / "tests") if c != "05"
+              and (ROOT / "solutions" / collect.CHAPTERS[c].filename).is_file()]
+    if not others:
+        pytest.skip("no chapter besides 05 has tests and a solution yet")
+    chapter = "03" if "03" in others else others[0]
+    filename = collect.CHAPTERS[chapter].filename
+    subs = tmp_path / "subs"
+    (subs / "both").mkdir(parents=True)
+    shutil.copy(ROOT / "solutions" / filename, subs / "both" / filename)
+    shutil.copy(ROOT / "solutions" / FILENAME, subs / "both" / FILENAME)
+    (subs / "only05").mkdir()
+    shutil.copy(ROOT / "solutions" / FILENAME, subs / "only05" / FILENAME)
+    out = tmp_path / "out"
+    run = run_cli(["grade", str(subs), "-o", str(out)], tmp_path)
+    assert run.code == 0, run.explain()
+    both = results(out, "both")["extra_data"]["chapters"]
+    assert sorted(both) == sorted([chapter, "05"]), "the default should grade every chapter a submission has"
+    reference = run_pytest(chapter_test_args(chapter, "solutions"), timeout=600).results
+    assert both[chapter]["score"] == reference.score, (both[chapter], reference.score)
+    assert both[chapter]["max_score"] == reference.max_score
+    only = results(out, "only05")["extra_data"]["chapters"][chapter]
+    assert only["status"] == "missing" and only["score"] == 0 and f"{filename} missing" in only["reason"]
+
+
+# --------------------------------------------------------------------------- units
+
+def test_chapter_choice():
+    a = collect.Submission("a", Path("a"), files={"ch05_linear_regression.py": b""})
+    b = collect.Submission("b", Path("b"), files={"ch03_gradient_descent.py": b"", "ch09_softmax_classifier.py": b""})
+    chosen, notes = choose_chapters(None, ["03", "05"], [a, b])
+    assert chosen == ["03", "05"] and "ch09" in notes[0]
+    assert choose_chapters("all", ["03", "05", "07"], [a])[0] == ["03", "05", "07"]
+    assert choose_chapters("5", ["03", "05"], [b])[0] == ["05"]
+    with pytest.raises(ValueError, match="no tests yet"):
+        choose_chapters("07", ["03", "05"], [a])
+    with pytest.raises(ValueError, match="no chapter"):
+        choose_chapters("42", ["03", "05"], [a])
+
+
+def test_student_ids_are_safe():
+    assert collect.safe_id("alice") == "alice"
+    assert collect.safe_id("ali ce") .startswith("ali_ce-")
+    assert collect.safe_id("=cmd|' /C calc'!A0")[0] not in "=+-@"
+    weird = collect.safe_id("d\udce9bora")
+    assert weird.startswith("d_xe9bora-") and weird.isascii()
+    assert collect.safe_id("../../etc") not in ("..", "../../etc") and "/" not in collect.safe_id("../../etc")
+
+
+def test_schema_rejects_malformed_results():
+    jsonschema = pytest.importorskip("jsonschema")
+    good = {"score": 1, "tests": [{"name": "t", "score": 1, "max_score": 1, "status": "passed",
+                                   "visibility": "visible"}]}
+    jsonschema.validate(good, RESULTS_SCHEMA)
+    for bad in ({"tests": [{"name": "t", "status": "ok"}]},
+                {"score": 1, "tests": [{"score": 1, "visibility": "sometimes"}]},
+                {"score": "ten"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, RESULTS_SCHEMA)
