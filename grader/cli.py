@@ -34,7 +34,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         impl = str(Path(impl).resolve())
         if not Path(impl).is_dir():
             sys.exit(f"grader: --impl {args.impl}: no such folder")
-    warm_up()
+    warm_up(vision=False)
     extra = ["--datasets", args.datasets] if args.datasets else []
     outcome = run_pytest(chapter_test_args(chapter, impl, tests_dir=tests_dir, tasks=args.task,
                                            public_only=args.public, extra=extra),

@@ -24,13 +24,18 @@ from grader.plugin import ROOT, Results
 PLUGINS = ("grader.plugin", "pytest_timeout")
 
 
-def warm_up() -> None:
-    """Import what every child needs, then freeze the heap so children's GC skips it."""
+def warm_up(vision: bool = True) -> None:
+    """Import what every child needs, then freeze the heap so children's GC skips it.
+
+    `vision=False` leaves torchvision to the chapters that import it (one check of one
+    chapter gains nothing from importing it up front).
+    """
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch  # noqa: F401
     import torch._dynamo  # noqa: F401 - the first optimizer imports it: ~2 s in every child otherwise
-    import torchvision  # noqa: F401
+    if vision:
+        import torchvision  # noqa: F401
     import grader.plugin  # noqa: F401
     import pytest_timeout  # noqa: F401
     gc.collect()
