@@ -22,7 +22,6 @@ import shutil
 import statistics
 import time
 from pathlib import Path
-from typing import Iterable
 
 from grader import __version__
 from grader.collect import printable

@@ -128,3 +128,26 @@ def check_gradients(f: Callable[..., torch.Tensor], inputs: Sequence[torch.Tenso
     for name, got, want in zip(names, analytic, expected):
         assert_close(got, want.reshape(_as_float64(got).shape) if _as_float64(got).numel() == want.numel()
                      else want, f"the gradient for {name}", rtol=rtol, atol=atol, hint=hint)
+
+
+def reference_losses(model: torch.nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor,
+                     epochs: int, lr: float, *, zero_grad: bool = True,
+                     record_after: bool = False) -> list[float]:
+    """The lectures' full-batch SGD loop, and its common mistakes, for fingerprinting.
+
+    Tests compare a student's losses with this loop run correctly and with each mistake
+    switched on (`zero_grad=False`: gradients pile up; `record_after=True`: the loss is
+    recorded after the update), and name the mistake whose losses match.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        loss = criterion(model(x), y)
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if record_after:
+            loss = criterion(model(x), y)
+        losses.append(loss.item())
+    return losses

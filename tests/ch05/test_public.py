@@ -1,7 +1,6 @@
 """Chapter 05, public tests: shapes and basic behaviour."""
 import pytest
 import torch
-from torch import nn
 
 
 @pytest.mark.task("ch05.forward")

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grader.testing import assert_close, check_gradients
+from grader.testing import assert_close, check_gradients, reference_losses
 
 
 # ----------------------------------------------------------------------------- model
@@ -197,19 +197,8 @@ class _Reference(nn.Module):
 def _reference_losses(x, y, epochs, lr, *, zero_grad=True, reduction="sum", record_after=False):
     """The lecture's loop, and the common ways of getting it wrong, for fingerprints."""
     model = _Reference()
-    criterion = nn.BCELoss(reduction=reduction)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        loss = criterion(model(x), y)
-        if zero_grad:
-            optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if record_after:
-            loss = criterion(model(x), y)
-        losses.append(loss.item())
-    return losses
+    return reference_losses(model, nn.BCELoss(reduction=reduction), x, y, epochs, lr,
+                            zero_grad=zero_grad, record_after=record_after)
 
 
 @pytest.mark.task("ch06.train")

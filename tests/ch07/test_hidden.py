@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from grader.testing import assert_close
+from grader.testing import assert_close, reference_losses
 
 TINY = np.array([[0.5, -1.0, 0.25, 1.0],
                  [-0.5, 0.75, 0.0, 0.0],
@@ -167,19 +167,8 @@ def _reference_model(n_features=7, activation=nn.ReLU, seed=0):
 def _reference_losses(x, y, epochs, lr, *, zero_grad=True, reduction="mean", record_after=False):
     """The lecture's full-batch loop, and the common ways of getting it wrong, for fingerprints."""
     model = _reference_model(x.shape[1], nn.Tanh)
-    criterion = nn.BCELoss(reduction=reduction)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        loss = criterion(model(x), y)
-        if zero_grad:
-            optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if record_after:
-            loss = criterion(model(x), y)
-        losses.append(loss.item())
-    return losses
+    return reference_losses(model, nn.BCELoss(reduction=reduction), x, y, epochs, lr,
+                            zero_grad=zero_grad, record_after=record_after)
 
 
 @pytest.mark.task("ch07.train")

@@ -133,3 +133,14 @@ def test_skipping_from_student_code_earns_nothing(tmp_path):
     results = run_chapter("05", tmp_path, tasks=["ch05.forward"]).results
     assert results.max_score > 0 and results.score == 0
     assert all(t.outcome == "failed" and "skipped from inside the code under test (not today)" in t.message for t in results.tests)
+
+
+def test_results_json_option_writes_the_graded_results(tmp_path):
+    out = tmp_path / "results.json"
+    outcome = run_pytest(chapter_test_args("05", "solutions", tasks=["ch05.forward"],
+                                           extra=[f"--results-json={out}"]), timeout=120)
+    import json
+    data = json.loads(out.read_text())
+    assert data["exitstatus"] == 0 and outcome.exit_code == 0
+    assert {t["task"] for t in data["tests"]} == {"ch05.forward"}
+    assert sum(t["score"] for t in data["tests"]) == sum(t["points"] for t in data["tests"]) > 0
