@@ -67,7 +67,7 @@ def build() -> dict[Path, bytes]:
 
 def stale() -> list[str]:
     """Demo files whose chapter source differs from what build() would write."""
-    from grader import collect
+    from grader import submissions as collect
 
     bad = []
     want = sources()

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
-from pathlib import Path
 
+from grader import check
 from grader.syllabus import CHAPTERS, normalise_chapter
 
 
@@ -16,44 +18,12 @@ def chapter_or_exit(text: str) -> str:
         sys.exit(f"grader: there is no chapter {text!r}; chapters are {known}")
 
 
-# --------------------------------------------------------------------------- check
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from grader.plugin import ROOT
-    from grader.report import format_check
-    from grader.runner import chapter_test_args, run_pytest, warm_up
-
-    chapter = chapter_or_exit(args.chapter)
-    tests_dir = Path(args.tests).resolve() if args.tests else ROOT / "tests"
-    if not (tests_dir / f"ch{chapter}").is_dir():
-        ready = sorted(p.name[2:] for p in tests_dir.glob("ch[0-9][0-9]") if p.is_dir())
-        sys.exit(f"grader: chapter {chapter} has no tests yet in {tests_dir}; "
-                 f"chapters with tests: {', '.join(ready) or 'none'}")
-    impl = args.impl
-    if impl not in ("exercises", "solutions"):
-        impl = str(Path(impl).resolve())
-        if not Path(impl).is_dir():
-            sys.exit(f"grader: --impl {args.impl}: no such folder")
-    warm_up(vision=False)
-    extra = ["--datasets", args.datasets] if args.datasets else []
-    outcome = run_pytest(chapter_test_args(chapter, impl, tests_dir=tests_dir, tasks=args.task,
-                                           public_only=args.public, extra=extra),
-                         timeout=args.timeout)
-    print(format_check(CHAPTERS[chapter], outcome, verbose=args.verbose))
-    results = outcome.results
-    ran = [t for t in results.tests if t.outcome != "skipped"]
-    ok = (not outcome.error and not results.collection_errors and ran
-          and all(t.outcome == "passed" for t in ran))
-    return 0 if ok else 1
-
-
 # --------------------------------------------------------------------------- stubs
 
 def cmd_stubs(args: argparse.Namespace) -> int:
     from grader import stubs
-    from grader.plugin import ROOT
+    from grader.paths import EXERCISES as exercises, ROOT, SOLUTIONS as solutions
 
-    solutions, exercises = ROOT / "solutions", ROOT / "exercises"
     try:
         if args.check:
             bad = stubs.stale(solutions, exercises)
@@ -86,6 +56,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- main
 
+# Modules that add their own subcommands (`add_commands(subparsers)`), when present.
+COMMAND_MODULES = ("cohort", "release")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grader", description="PyTorch Practice: check a chapter, generate stubs, grade a cohort.")
@@ -103,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default=None, help="data folder (default: the repository's datasets/)")
     p.add_argument("--timeout", type=float, default=600, help="wall-clock limit in seconds (default 600)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of failures")
-    p.set_defaults(func=cmd_check)
+    p.add_argument("--no-fork", action="store_true",
+                   help="run pytest in a fresh Python process, as on Windows and macOS, instead of "
+                        "forking this one (also: environment PRACTICE_NO_FORK=1)")
+    p.set_defaults(func=check.cmd_check)
 
     p = sub.add_parser("stubs", help="generate exercises/ from solutions/ (make exercises)",
                        description="Write exercises/ from the marked regions of solutions/.")
@@ -115,12 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    try:
-        from grader import cohort
-    except ImportError:
-        cohort = None
-    if cohort is not None:
-        cohort.add_commands(sub)
+    for name in COMMAND_MODULES:
+        # A student release ships only what `check` needs: a module that is absent adds no
+        # commands, but one that is present and fails to import is an error, not a
+        # missing command.
+        if importlib.util.find_spec(f"grader.{name}") is not None:
+            importlib.import_module(f"grader.{name}").add_commands(sub)
     return parser
 
 

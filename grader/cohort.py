@@ -2,13 +2,17 @@
 
 The pipeline, one small step each:
 
-    collect   grader.collect     find submissions, read chapter files safely
-    choose    here               which chapters to grade, which shard, what is already done
-    manifest  grader.scheduler   collect the instructor's tests once, without student code
-    sandbox   grader.sandbox     fresh working folder, limits, namespaces, unprivileged uid
-    run       grader.scheduler   one forked child per (submission, chapter), --jobs at a time
-    score     grader.outputs     results.json (Gradescope), feedback.md, grades.csv, summary
-    report    grader.htmlreport  report.html with plots
+    find      grader.submissions  find submissions, read chapter files safely
+    choose    here                which chapters to grade, which shard, what is already done
+    manifest  grader.manifest     collect the instructor's tests once, without student code
+    sandbox   grader.sandbox      fresh working folder, limits, namespaces, unprivileged uid
+    run       grader.scheduler    one forked child per (submission, chapter), --jobs at a time
+              grader.child        the child's side: sandbox, then pytest with grader.guard
+              grader.protocol     the parent's validation of each child's result stream
+    score     grader.results      the model: statuses, points, per-task rows
+    write     grader.feedback     results.json (Gradescope), feedback.md, log.txt per student
+              grader.gradebook    grades.csv and the summary table
+    report    grader.htmlreport   report.html with plots
 
 Chapters graded by default: every chapter that has tests in tests/ and whose file
 appears in at least one submission of the cohort (all shards see the same cohort, so
@@ -27,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from grader import gradebook
+from grader.paths import ROOT, SOLUTIONS, chapters_with_tests, datasets_dir, tests_dir
 from grader.syllabus import CHAPTERS, normalise_chapter
 
 EXAMPLES = """\
@@ -120,11 +126,6 @@ def in_shard(student: str, shard: tuple[int, int] | None) -> bool:
     return digest % n == k - 1
 
 
-def chapters_with_tests(tests_root: Path) -> list[str]:
-    return sorted(p.name[2:] for p in tests_root.glob("ch[0-9][0-9]")
-                  if p.is_dir() and p.name[2:] in CHAPTERS and any(p.glob("test_*.py")))
-
-
 def choose_chapters(option: str | None, tested: list[str], subs) -> tuple[list[str], list[str]]:
     """(chapters to grade, notes for the instructor)."""
     notes = []
@@ -184,8 +185,8 @@ def _progress(total: int, quiet: bool):
 # --------------------------------------------------------------------------- grade
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from grader import collect, outputs, sandbox
-    from grader.plugin import ROOT
+    from grader import feedback, manifest, sandbox, submissions as found
+    from grader.redact import Redactor
 
     started = time.monotonic()
     submissions = Path(args.submissions).resolve()
@@ -197,19 +198,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
         shard = parse_shard(args.shard)
     except ValueError as exc:
         return _fail(str(exc))
-    tests_root = Path(args.tests).resolve() if args.tests else ROOT / "tests"
-    datasets = Path(args.datasets or os.environ.get("PRACTICE_DATASETS") or ROOT / "datasets").resolve()
+    tests_root = tests_dir(args.tests)
+    datasets = datasets_dir(args.datasets)
     out = Path(args.out).resolve()
     if out == submissions or submissions.is_relative_to(out) or out.is_relative_to(submissions):
         return _fail("OUT must not be the submissions folder, inside it, or contain it")
 
-    # collect
-    subs, skipped = collect.discover(submissions)
+    # find
+    subs, skipped = found.discover(submissions)
     if not subs:
         return _fail(f"no submissions in {submissions}: expected one folder, .zip or .tar.gz per "
                      "student, named by the student id")
     for sub in subs:
-        collect.read(sub)
+        found.read(sub)
 
     # choose
     tested = chapters_with_tests(tests_root)
@@ -227,25 +228,25 @@ def cmd_grade(args: argparse.Namespace) -> int:
     isolation = sandbox.probe_isolation()
     uids = sandbox.UidPool()
     out.mkdir(parents=True, exist_ok=True)
-    outputs.clean_leftovers(out)
+    feedback.clean_leftovers(out)
     root_of_work = sandbox.WorkRoot()
     work_root = root_of_work.path
     previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job cleans up too
     try:
-        from grader.scheduler import Scheduler, Settings, collect_manifests, tests_hash
+        from grader.scheduler import Scheduler, Settings
 
-        hashes = {c: tests_hash(tests_root / f"ch{c}") for c in chapters}
+        hashes = {c: manifest.tests_hash(tests_root / f"ch{c}") for c in chapters}
         todo, current = [], 0
         for sub in mine:
-            want = outputs.wanted_fingerprint(sub.file_hashes(), hashes)
-            if not args.force and not sub.error and outputs.is_current(out, sub.student, want):
+            want = manifest.fingerprint(sub.file_hashes(), hashes)
+            if not args.force and not sub.error and manifest.is_current(out, sub.student, want):
                 current += 1
             else:
                 todo.append(sub)
         if todo:
             uids.acquire(args.jobs)
             _warm_up(chapters, tests_root)
-            manifests, errors = collect_manifests(chapters, tests_root)
+            manifests, errors = manifest.collect_manifests(chapters, tests_root, hashes)
         else:
             manifests, errors = {}, {}
         for c, err in errors.items():
@@ -271,11 +272,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
                   f"isolation: {isolation.summary()}", file=sys.stderr)
             for line in skipped + notes:
                 print(f"note: {line}", file=sys.stderr)
-        redact = outputs.Redactor(manifests)
+        redact = Redactor(line for m in manifests.values() for line in m.hidden_lines)
         bar = _progress(len(todo), args.quiet)
 
         def on_done(result) -> None:
-            outputs.write_student(out, result, redact, limits.describe())
+            feedback.write_student(out, result, redact, limits.describe())
             if bar is not None:
                 bar.set_postfix_str(f"{result.submission.student[:20]} {result.score:g}/{result.max_score:g}")
                 bar.update(1)
@@ -298,7 +299,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     records = _rebuild(out)
     if not args.quiet:
-        print(outputs.summary_table(records))
+        print(gradebook.summary_table(records))
         print(f"\n{len(todo)} graded, {current} unchanged, in {time.monotonic() - started:.1f} s; "
               f"gradebook in {out}/grades.csv, report in {out}/report.html")
     return 0
@@ -312,26 +313,23 @@ def _warm_up(chapters: list[str], tests_root: Path) -> None:
     """Import everything children need once, in this process, then freeze the heap.
 
     torchvision (seconds to import, as it pulls in torch's compiler stack) only when a
-    graded chapter's tests or reference solution use it."""
-    from grader.plugin import ROOT
+    graded chapter's tests or reference solution mention it; other children never pay."""
+    from grader.process import warm_up
 
     files = [p for c in chapters for p in (tests_root / f"ch{c}").glob("*.py")]
-    files += [ROOT / "solutions" / CHAPTERS[c].filename for c in chapters]
-    if any(p.is_file() and "torchvision" in p.read_text(encoding="utf-8", errors="replace") for p in files):
-        import torchvision  # noqa: F401
-
+    files += [SOLUTIONS / CHAPTERS[c].filename for c in chapters]
+    vision = any(p.is_file() and "torchvision" in p.read_text(encoding="utf-8", errors="replace")
+                 for p in files)
     import grader.guard  # noqa: F401 - takes the tamper audit's reference identities
     import grader.testing  # noqa: F401
-    from grader.runner import warm_up
-    warm_up()
+    warm_up(vision=vision)
 
 
 def _rebuild(out: Path) -> list[dict]:
-    from grader import outputs
     from grader.htmlreport import write_report
 
-    records = outputs.load_all(out)
-    outputs.write_grades_csv(out, records)
+    records = gradebook.load_all(out)
+    gradebook.write_grades_csv(out, records)
     write_report(out, records)
     return records
 
@@ -339,7 +337,7 @@ def _rebuild(out: Path) -> list[dict]:
 # --------------------------------------------------------------------------- merge, report
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from grader import outputs
+    from grader.feedback import clean_leftovers, replace_dir
 
     out = Path(args.out).resolve()
     inputs = [Path(p).resolve() for p in args.inputs]
@@ -347,7 +345,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         if not p.is_dir():
             return _fail(f"{p}: no such output folder")
     out.mkdir(parents=True, exist_ok=True)
-    outputs.clean_leftovers(out)
+    clean_leftovers(out)
     best: dict[str, tuple[int, Path]] = {}
     duplicates = 0
     for folder in inputs:
@@ -372,21 +370,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
         tmp = out / f".tmp-{student}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(source, tmp)
-        outputs._replace_dir(tmp, out / student)
+        replace_dir(tmp, out / student)
         copied += 1
     records = _rebuild(out)
     print(f"merged {len(best)} students from {len(inputs)} folders ({copied} copied, "
           f"{duplicates} duplicates resolved by the newest result) into {out}")
-    print(outputs.summary_table(records))
+    print(gradebook.summary_table(records))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from grader import outputs
-
     out = Path(args.out).resolve()
     if not out.is_dir():
         return _fail(f"{args.out}: no such output folder")
     records = _rebuild(out)
-    print(outputs.summary_table(records))
+    print(gradebook.summary_table(records))
     return 0

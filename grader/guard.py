@@ -53,6 +53,7 @@ import pluggy._hooks
 
 import grader.plugin
 import grader.testing
+from grader.results import TestSpec
 
 MESSAGE_LIMIT = 2000          # characters of one test's message sent to the grader
 ACK_TIMEOUT = 30.0            # seconds to wait for the grader to remove the test files
@@ -206,11 +207,10 @@ class Guard:
         tests = []
         for item in session.items:
             item.location  # noqa: B018 - computed now, while the source files still exist
-            tests.append({"nodeid": item.nodeid, "name": item.name,
-                          "task": grader.plugin.task_of(item) or "",
-                          "points": grader.plugin.points_of(item),
-                          "hidden": item.get_closest_marker("hidden") is not None,
-                          "gpu": item.get_closest_marker("gpu") is not None})
+            tests.append(TestSpec(item.nodeid, item.name, grader.plugin.task_of(item) or "",
+                                  grader.plugin.points_of(item),
+                                  item.get_closest_marker("hidden") is not None,
+                                  item.get_closest_marker("gpu") is not None).spec_dict())
         results = grader.plugin.results_of(session.config)
         self.channel.send({"type": "collected", "tests": tests, "device": str(results.device),
                            "collection_errors": list(results.collection_errors)[:20]})

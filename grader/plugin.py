@@ -8,7 +8,7 @@ Loaded by `-p grader.plugin` (pyproject's addopts does it for a plain `pytest`).
   tests in `test_hidden*.py` files are marked `hidden`. Unknown tasks fail collection.
 * The `impl` fixture is the chapter module of the implementation under test.
 * Results (task, points, outcome and an instructive one-line message per test) are
-  kept on the config as a `Results` object, so `grader check`, `grader grade` and the
+  kept on the config as a `grader.results.RunResults`, so `grader check`, `grader grade` and the
   project's own suite read them directly instead of parsing pytest's output.
 """
 from __future__ import annotations
@@ -19,70 +19,20 @@ import os
 import random
 import socket
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from grader.paths import EXERCISES, SOLUTIONS, datasets_dir as resolve_datasets_dir
+from grader.results import NO_GPU, Outcome, RunResults, TestResult, judge_skip
 from grader.syllabus import ALL_TASKS, CHAPTERS
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 class ImplImportError(Exception):
     """The chapter module under test is missing or fails to import."""
 
 
-@dataclass
-class TestResult:
-    nodeid: str
-    name: str
-    task: str
-    points: float
-    score: float = 0.0
-    outcome: str = "failed"  # passed | failed | error | skipped
-    hidden: bool = False
-    message: str = ""        # one instructive line (or a few) for students
-    details: str = ""        # full pytest report, for -v and instructors
-    duration: float = 0.0
-
-
-@dataclass
-class Results:
-    impl: str = ""
-    device: str = "cpu"
-    tests: list[TestResult] = field(default_factory=list)
-    collection_errors: list[str] = field(default_factory=list)
-    exitstatus: int | None = None
-
-    def by_task(self) -> dict[str, list[TestResult]]:
-        out: dict[str, list[TestResult]] = {}
-        for t in self.tests:
-            out.setdefault(t.task, []).append(t)
-        return out
-
-    @property
-    def score(self) -> float:
-        return sum(t.score for t in self.tests)
-
-    @property
-    def max_score(self) -> float:
-        """Points possible here: a test skipped for want of a GPU neither earns nor costs."""
-        return sum(t.points for t in self.tests if t.outcome != "skipped")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Results":
-        tests = [TestResult(**t) for t in d.get("tests", [])]
-        return cls(impl=d.get("impl", ""), device=d.get("device", "cpu"), tests=tests,
-                   collection_errors=list(d.get("collection_errors", [])),
-                   exitstatus=d.get("exitstatus"))
-
-
-RESULTS_KEY = pytest.StashKey[Results]()
+RESULTS_KEY = pytest.StashKey[RunResults]()
 MODULES_KEY = pytest.StashKey[dict]()
 
 
@@ -106,13 +56,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def impl_dir(config: pytest.Config) -> Path:
     value = config.getoption("impl")
     if value in ("exercises", "solutions"):
-        return ROOT / value
+        return EXERCISES if value == "exercises" else SOLUTIONS
     return Path(value).expanduser().resolve()
 
 
 def datasets_dir(config: pytest.Config) -> Path:
-    value = config.getoption("datasets") or os.environ.get("PRACTICE_DATASETS")
-    return Path(value).resolve() if value else ROOT / "datasets"
+    return resolve_datasets_dir(config.getoption("datasets"))
 
 
 # --------------------------------------------------------------------------- configure
@@ -124,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "points(n): points the test is worth")
     config.addinivalue_line("markers", "hidden: instructor-only test; lives in a test_hidden*.py file")
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped where there is none")
-    config.stash[RESULTS_KEY] = Results(impl=str(impl_dir(config)), device=_device_name())
+    config.stash[RESULTS_KEY] = RunResults(impl=str(impl_dir(config)), device=_device_name())
     config.stash[MODULES_KEY] = {}
     config.pluginmanager.register(_CollectionErrors(config), "grader-collection-errors")
     if not config.getoption("allow_network"):
@@ -244,7 +193,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not torch_cuda_available():
         for item in items:
             if item.get_closest_marker("gpu"):
-                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none on this machine"))
+                item.add_marker(pytest.mark.skip(reason=NO_GPU))
 
 
 def torch_cuda_available() -> bool:
@@ -380,25 +329,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     entry = item.stash.get(_ENTRY_KEY, None)
     if entry is None:
         entry = TestResult(nodeid=item.nodeid, name=item.name, task=task, points=points_of(item),
-                           hidden=item.get_closest_marker("hidden") is not None, outcome="passed")
+                           hidden=item.get_closest_marker("hidden") is not None,
+                           gpu=item.get_closest_marker("gpu") is not None,
+                           outcome=Outcome.PASSED, message="")
         item.stash[_ENTRY_KEY] = entry
         results.tests.append(entry)
     entry.duration += report.duration
-    if report.skipped and entry.outcome == "passed":
+    if report.skipped and entry.outcome == Outcome.PASSED:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
-        if item.get_closest_marker("gpu") is not None and not torch_cuda_available():
-            entry.outcome = "skipped"  # no GPU here: neither earns nor costs points
-            entry.message = reason
-        else:  # a skip (or xfail) raised by the code under test must not dodge a test
-            entry.outcome = "failed"
-            entry.message = (f"the test was skipped from inside the code under test ({reason.removeprefix('Skipped: ')}), "
-                             "which earns no points")
-    elif report.failed and entry.outcome in ("passed", "skipped"):
-        entry.outcome = "failed" if report.when == "call" else "error"
+        entry.outcome, entry.message = judge_skip(entry.gpu, results.device, reason)
+    elif report.failed and entry.outcome in (Outcome.PASSED, Outcome.SKIPPED):
+        entry.outcome = Outcome.FAILED if report.when == "call" else Outcome.ERROR
         entry.details = report.longreprtext
         entry.message = friendly_message(call.excinfo, report.longreprtext)
-    if report.when == "teardown":
-        entry.score = entry.points if entry.outcome == "passed" else 0.0
 
 
 _ENTRY_KEY = pytest.StashKey[TestResult]()
@@ -426,6 +369,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         os.replace(tmp, path)
 
 
-def results_of(config: pytest.Config) -> Results:
+def results_of(config: pytest.Config) -> RunResults:
     return config.stash[RESULTS_KEY]
 

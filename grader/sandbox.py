@@ -39,6 +39,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from grader.paths import ROOT
+from grader.process import fork_child
+
 UID_BASE = int(os.environ.get("PRACTICE_GRADER_UID_BASE", "61000"))
 UID_SPAN = 2000
 LOCK_DIR = Path(tempfile.gettempdir()) / "pytorch-practice-grader-uids"
@@ -141,7 +144,6 @@ def blocked_ancestor(path: Path) -> Path | None:
 
 def needed_paths() -> list[Path]:
     """What a child must be able to read: the interpreter, the virtualenv, the grader."""
-    from grader.plugin import ROOT
     paths = [Path(sys.base_prefix), Path(sys.prefix), ROOT / "grader", ROOT / "datasets"]
     return sorted({p.resolve() for p in paths if p.exists()})
 
@@ -153,22 +155,7 @@ def probe_isolation() -> Isolation:
         return iso
     with tempfile.TemporaryDirectory() as scratch:
         for flag, attr in ((CLONE_NEWNET, "network_namespace"), (CLONE_NEWNS, "mount_namespace")):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    _unshare(flag)
-                    if flag == CLONE_NEWNS:
-                        _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-                        _mount("tmpfs", scratch, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
-                               "size=4k,mode=0755")
-                    code = 0
-                except BaseException:  # noqa: BLE001
-                    code = 1
-                finally:
-                    os._exit(code)
+            pid = fork_child(lambda flag=flag: _try_namespace(flag, scratch))
             _, status = os.waitpid(pid, 0)
             ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
             setattr(iso, attr, ok)
@@ -185,6 +172,18 @@ def probe_isolation() -> Isolation:
         iso.notes.append(f"{', '.join(blocked)} is not readable by other users and there is no "
                          "mount namespace to work around it")
     return iso
+
+
+def _try_namespace(flag: int, scratch: str) -> int:
+    """In a throw-away child: 0 when the namespace (and, for mounts, a tmpfs) works."""
+    try:
+        _unshare(flag)
+        if flag == CLONE_NEWNS:
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+            _mount("tmpfs", scratch, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=0755")
+    except OSError:
+        return 1
+    return 0
 
 
 # --------------------------------------------------------------------------- uids
@@ -222,10 +221,6 @@ class UidPool:
         if len(self.uids) < count:
             raise RuntimeError(f"could not reserve {count} unused uids from {UID_BASE}")
         return self.uids
-
-    @property
-    def lock_fds(self) -> list[int]:
-        return list(self._locks)
 
     def release(self) -> None:
         for fd in self._locks:

@@ -27,7 +27,6 @@ Its lines, with the leading `# ` removed, replace the solution region in the stu
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from grader.syllabus import ALL_TASKS
@@ -42,12 +41,6 @@ DEF_RE = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 
 class StubError(ValueError):
     """A solution file's markers are malformed."""
-
-
-@dataclass
-class _Region:
-    start: int
-    end: int
 
 
 def _marker(line: str) -> str:

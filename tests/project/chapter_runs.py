@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from grader.mistakes import load_catalogue
-from grader.plugin import ROOT
-from grader.runner import RunOutcome, chapter_test_args, run_pytest, warm_up
+from grader.paths import ROOT
+from grader.check import RunOutcome, run_pytest
+from grader.process import chapter_test_args, warm_up
 
 warm_up()
 

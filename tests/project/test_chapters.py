@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS, TESTS, run_chapter
-from grader.plugin import ROOT
+from grader.paths import ROOT
 from grader.syllabus import CHAPTERS
 
 

@@ -10,7 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from grader.plugin import ROOT
+from grader.paths import ROOT
 
 DATA = ROOT / "datasets"
 SHIPPED = ("mnist_subset.npz", "diabetes.csv.gz", "names_train.csv.gz", "names_test.csv.gz")

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from grader import collect
-from grader.cohort import choose_chapters, chapters_with_tests, in_shard, parse_shard
+from grader import submissions as collect
+from grader.cohort import choose_chapters, in_shard, parse_shard
 from grader.gradescope import RESULTS_SCHEMA
 from grader.mistakes import load_catalogue
-from grader.plugin import ROOT
-from grader.runner import chapter_test_args, run_pytest
+from grader.paths import ROOT, chapters_with_tests
+from grader.check import run_pytest
+from grader.process import chapter_test_args
 from hostile.cases import FILENAME, SOLUTION, at_import, in_function
 from hostile.harness import grader_processes, results, run_cli, start_cli, wait_cli
 

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader.collect import safe_id
+from grader.submissions import safe_id
 from grader.gradescope import RESULTS_SCHEMA
-from grader.plugin import ROOT
+from grader.paths import ROOT
 from hostile.cases import build_cohort, sources
 from hostile.harness import grader_processes, hidden_lines, results, run_cli, tree_hash
 

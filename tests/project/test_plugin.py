@@ -11,8 +11,10 @@ import pytest
 
 from chapter_runs import run_chapter
 from grader import cli
-from grader.plugin import ROOT, NetworkBlocked
-from grader.runner import chapter_test_args, run_pytest
+from grader.paths import ROOT
+from grader.plugin import NetworkBlocked
+from grader.check import run_pytest
+from grader.process import chapter_test_args
 
 SOLUTION = ROOT / "solutions" / "ch05_linear_regression.py"
 

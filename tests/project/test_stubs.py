@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from grader import stubs
-from grader.plugin import ROOT
+from grader.paths import ROOT
 
 
 def test_exercises_are_up_to_date():

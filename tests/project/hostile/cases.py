@@ -15,7 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.plugin import ROOT
+from grader.paths import ROOT
 
 FILENAME = "ch05_linear_regression.py"
 SOLUTION = (ROOT / "solutions" / FILENAME).read_text(encoding="utf-8")

@@ -17,7 +17,8 @@ from pathlib import Path
 import torchvision  # noqa: F401 - imported once here rather than in every forked run
 
 import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken now
-from grader.plugin import ROOT
+from grader.paths import ROOT
+from grader.process import fork_child
 from grader.sandbox import UID_BASE, processes_of
 
 
@@ -38,34 +39,23 @@ def start_cli(args: list[str], tmp: Path, before=None) -> tuple[int, Path, Path,
     stamp = time.monotonic_ns()
     out, err = tmp / f"cli-{stamp}.out", tmp / f"cli-{stamp}.err"
     start = time.monotonic()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 70
+    fd_out = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd_err = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def child() -> int:
         try:
-            os.setpgid(0, 0)
-            fd_out = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            fd_err = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd_out, 1)
-            os.dup2(fd_err, 2)
-            sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
             if before is not None:
                 before()
             from grader.cli import main
-            code = main(args)
+            return main(args)
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-        except BaseException:  # noqa: BLE001
-            import traceback
-            traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+            return exc.code if isinstance(exc.code, int) else 2
+
+    try:
+        pid = fork_child(child, output=fd_out, errors=fd_err)
+    finally:
+        os.close(fd_out)
+        os.close(fd_err)
     return pid, out, err, start
 
 
@@ -122,5 +112,5 @@ def tree_hash(*folders: Path) -> dict[str, int]:
 
 
 def hidden_lines(chapter: str = "05") -> list[str]:
-    from grader.scheduler import source_lines
+    from grader.manifest import source_lines
     return source_lines(ROOT / "tests" / f"ch{chapter}")

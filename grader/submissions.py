@@ -1,4 +1,4 @@
-"""Collect: find the submissions in a folder and read their chapter files safely.
+"""Submissions: find them in a folder and read their chapter files safely.
 
 A submission is a folder, a `.zip` or a `.tar.gz` (`.tgz`, `.tar`) named by the student's
 id. Inside, chapter files sit under `exercises/` or at the top, possibly below one
@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from grader.redact import printable
 from grader.syllabus import CHAPTERS, chapter_of_module
 
 FILE_CAP = 1 << 20              # a chapter file larger than 1 MB is not source code
@@ -46,20 +47,17 @@ class Submission:
     files: dict[str, bytes] = field(default_factory=dict)   # chapter filename -> content
     notes: list[str] = field(default_factory=list)          # skipped entries, odd names, ...
     error: str = ""                   # why the submission could not be read ("" if it could)
+    _hashes: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def chapters(self) -> list[str]:
         return sorted(c.number for name in self.files if (c := chapter_of_module(name)))
 
     def file_hashes(self) -> dict[str, str]:
-        return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(self.files.items())}
-
-
-def printable(text: str) -> str:
-    """`text` with undecodable bytes (surrogate escapes) and control characters made visible."""
-    raw = text.encode("utf-8", "surrogateescape")
-    out = raw.decode("utf-8", "backslashreplace")
-    return "".join(ch if ch.isprintable() or ch in "\t" else repr(ch)[1:-1] for ch in out)
+        """filename -> sha256 of its content, computed once per file."""
+        if self._hashes is None or set(self._hashes) != set(self.files):
+            self._hashes = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(self.files.items())}
+        return self._hashes
 
 
 def safe_id(name: str) -> str:

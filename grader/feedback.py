@@ -1,0 +1,170 @@
+"""Per-student output: results.json (Gradescope's format), feedback.md and log.txt.
+
+Each is a view of one `SubmissionResult`. A student's folder is written to a temporary
+folder and renamed into place, so an interrupted run never leaves a half-written student
+behind. Everything a student's code controls passes through the `Redactor` first.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+from grader import __version__
+from grader.manifest import fingerprint
+from grader.redact import Redactor, printable
+from grader.results import Outcome, Status, SubmissionResult, status_text
+from grader.syllabus import CHAPTERS
+
+def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, feedback: str) -> dict:
+    sub = result.submission
+    tests = []
+    chapters = {}
+    for c, cr in sorted(result.chapters.items()):
+        for t in cr.tests.values():
+            score = 0.0 if cr.void else t.score
+            message = redact(t.message, 600) if t.outcome != Outcome.PASSED else ""
+            if t.outcome == Outcome.SKIPPED:
+                message = f"skipped, not counted: {message}"
+            if cr.status == Status.TAMPERED:
+                message = f"chapter scored 0: {redact(cr.reason, 300)}"
+            entry = {
+                "name": f"{t.task} {t.name}" + (" (hidden)" if t.hidden else ""),
+                "score": score,
+                "max_score": t.possible,
+                "status": "passed" if t.outcome == Outcome.PASSED and not cr.void else "failed",
+                "visibility": "after_published" if t.hidden else "visible",
+                "output": message,
+                "tags": [t.task, f"ch{c}", "hidden" if t.hidden else "public"],
+            }
+            if t.outcome == Outcome.SKIPPED:  # neither passed nor failed: not counted here
+                del entry["status"]
+                entry["tags"].append("skipped")
+            tests.append(entry)
+        chapters[c] = {
+            "title": CHAPTERS[c].title,
+            "file": CHAPTERS[c].filename,
+            "score": cr.score, "max_score": cr.max_score,
+            "status": cr.status, "reason": redact(cr.reason, 600),
+            "tampered": [redact(x, 200) for x in cr.tampered],
+            "device": cr.device, "wall": round(cr.wall, 3), "runs": cr.runs, "crashes": cr.crashes,
+            "file_sha256": cr.file_sha256, "tests_sha256": cr.tests_sha256,
+            "tasks": {row.task: [row.earned, row.possible] for row in cr.task_rows()},
+            "durations": {t.nodeid: round(t.duration, 4) for t in cr.tests.values() if t.reported},
+        }
+    devices = sorted({cr.device for cr in result.chapters.values() if cr.device})
+    return {
+        "score": result.score,
+        "execution_time": round(result.wall, 3),
+        "output": feedback,
+        "output_format": "md",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {
+            "student": sub.student,
+            "source": printable(sub.source.name),
+            "graded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "graded_at_ns": time.time_ns(),
+            "max_score": result.max_score,
+            "fingerprint": fingerprint(sub.file_hashes(),
+                                       {c: cr.tests_sha256 for c, cr in result.chapters.items()}),
+            "files": dict(sub.file_hashes()),
+            "unreadable": redact(sub.error, 300),
+            "notes": [redact(n, 300) for n in sub.notes[:50]],
+            "device": ",".join(devices) or "none",
+            "chapters": chapters,
+            "isolation": result.isolation,
+            "limits": limits,
+            "stray_files_removed": len(result.stray_files),
+            "grader": {"version": __version__, "python": platform.python_version(),
+                       "torch": _torch_version()},
+        },
+    }
+
+
+def _torch_version() -> str:
+    try:
+        import torch
+        return torch.__version__
+    except ImportError:  # pragma: no cover
+        return ""
+
+
+def _md(text: str) -> str:
+    """Student-facing text inside markdown: no HTML, no table breaks, one line."""
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+
+
+def feedback_md(result: SubmissionResult, redact: Redactor) -> str:
+    sub = result.submission
+    out = [f"# Feedback for {_md(sub.student)}", "",
+           f"**Total: {result.score:g} / {result.max_score:g} points**", ""]
+    if sub.error:
+        out += [f"Your submission could not be read: {_md(redact(sub.error, 300))}", ""]
+    if sub.notes:
+        out += ["Notes on your submission:", ""] + [f"- {_md(redact(n, 300))}" for n in sub.notes[:20]] + [""]
+    for c, cr in sorted(result.chapters.items()):
+        chapter = CHAPTERS[c]
+        out += [f"## ch{c} {chapter.title}: {cr.score:g} / {cr.max_score:g}", ""]
+        if cr.status not in (Status.GRADED, Status.CRASHED):
+            out += [f"**{status_text(cr.status)}**: {_md(redact(cr.reason, 600))}", ""]
+            if cr.void or cr.status == Status.IMPORT_ERROR:
+                continue
+        out += ["| task | points | result |", "| --- | ---: | --- |"]
+        for row in cr.task_rows():
+            result_text = "all tests pass" if not row.failed else f"{row.failed} of {row.total} tests failed"
+            out.append(f"| {row.task} | {row.earned:g} / {row.possible:g} | {result_text} |")
+        out.append("")
+        failures = [t for t in cr.tests.values() if t.failed]
+        if failures:
+            out += ["What to fix:", ""]
+            for t in failures:
+                kind = " (hidden test)" if t.hidden else ""
+                out.append(f"- [{t.task}] `{t.name}`{kind}: {_md(redact(t.message, 600))}")
+            out.append("")
+        skipped = [t for t in cr.tests.values() if t.outcome == Outcome.SKIPPED]
+        if skipped:
+            out += [f"Skipped on this machine: {', '.join(f'`{t.name}`' for t in skipped)} "
+                    f"({_md(redact(skipped[0].message, 200))}); no points for them here.", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write_student(out: Path, result: SubmissionResult, redact: Redactor, limits: dict) -> dict:
+    """Write OUT/<student>/{results.json,feedback.md,log.txt} atomically; returns results."""
+    student = result.submission.student
+    feedback = feedback_md(result, redact)
+    data = results_json(result, redact, limits=limits, feedback=feedback)
+    tmp = out / f".tmp-{student}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    (tmp / "feedback.md").write_text(feedback, encoding="utf-8")
+    (tmp / "log.txt").write_text(redact(result.log), encoding="utf-8")
+    (tmp / "results.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    replace_dir(tmp, out / student)
+    return data
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.parent / f".old-{target.name}-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_leftovers(out: Path) -> None:
+    """Temporary folders of an interrupted run."""
+    for p in out.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in out.glob(".old-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+

@@ -1,0 +1,207 @@
+"""Processes: one way to fork a pytest child, and what the parent needs to manage it.
+
+Importing torch and starting pytest costs seconds; a child forked from a parent that has
+done both once (`warm_up`) starts in milliseconds. Both `grader check` (`grader.check`)
+and `grader grade` (`grader.scheduler`, `grader.manifest`) fork their pytest children
+through `fork_child`, with the same argument list (`pytest_args`), and read why a child
+died from the same `death_reason`. POSIX only: where `os.fork` is missing (Windows),
+`grader check` runs pytest in a fresh interpreter instead (`grader.check`).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Collection, Sequence
+
+from grader.paths import TESTS
+
+# Plugins a chapter run needs, named explicitly because auto-loading is off in children.
+PLUGINS = ("grader.plugin", "pytest_timeout")
+CHILD_FAILED = 70   # exit status of a child whose own set-up failed (EX_SOFTWARE)
+
+
+def can_fork() -> bool:
+    return hasattr(os, "fork")
+
+
+def warm_up(vision: bool = True) -> None:
+    """Import what every child needs, then freeze the heap so children's GC skips it.
+
+    `vision=False` leaves torchvision to the chapters whose tests import it."""
+    import numpy  # noqa: F401
+    import pytest  # noqa: F401
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401 - the first optimizer imports it: ~2 s in every child otherwise
+    if vision:
+        import torchvision  # noqa: F401
+    import grader.plugin  # noqa: F401
+    import pytest_timeout  # noqa: F401
+    gc.collect()
+    gc.freeze()
+
+
+# --------------------------------------------------------------------------- arguments
+
+def plugin_args() -> list[str]:
+    args = []
+    for name in PLUGINS:
+        args += ["-p", name]
+    return args
+
+
+def chapter_test_args(chapter: str, impl: str | Path, *, tests_dir: Path | None = None,
+                      tasks: Sequence[str] = (), public_only: bool = False,
+                      extra: Sequence[str] = ()) -> list[str]:
+    """pytest's arguments for one chapter's tests against `impl` (without `plugin_args`)."""
+    tests_dir = tests_dir or TESTS
+    # `--opt=value` in one word: pytest finds its rootdir and ini file before plugins add
+    # their options, and would take a separate value for a test path.
+    args = [str(tests_dir / f"ch{chapter}"), f"--impl={impl}", "-q", "-p", "no:cacheprovider",
+            f"--rootdir={tests_dir.parent}", "-o", "console_output_style=classic"]
+    for task in tasks:
+        args.append(f"--task={task}")
+    if public_only:
+        args += ["-m", "not hidden"]
+    return args + list(extra)
+
+
+def run_pytest_main(args: Sequence[str], plugins: Sequence[object] = ()) -> int:
+    """In a child: pytest with exactly the grading plugins (no auto-loading)."""
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    import pytest
+    return int(pytest.main(plugin_args() + list(args), plugins=list(plugins)))
+
+
+# --------------------------------------------------------------------------- forking
+
+def fork_child(body: Callable[[], int | None], *, keep: Collection[int] = (),
+               output: int | None = None, errors: int | None = None) -> int:
+    """Fork; the child runs `body` and exits with its status (CHILD_FAILED if it raised).
+
+    In the child, before `body`: default handlers for SIGCHLD, SIGINT and SIGTERM, a
+    process group of its own (so the parent can kill everything it starts), stdin from
+    /dev/null, stdout and stderr to `output` (or /dev/null; stderr to `errors` if given),
+    and every other descriptor closed except `keep`. Returns the child's pid in the parent."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    pid = os.fork()
+    if pid:
+        return pid
+    status = CHILD_FAILED
+    try:
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:  # not the main thread
+            pass
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        os.setpgid(0, 0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull if output is None else output, 1)
+        os.dup2(devnull if output is None and errors is None else
+                output if errors is None else errors, 2)
+        close_fds_except(set(keep))
+        # A parent under pytest has swapped sys.stdout/err for its capture objects.
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        status = body() or 0
+    except BaseException:  # noqa: BLE001 - reported on the child's output
+        try:
+            os.write(2, ("grader: the test process failed to start: " + traceback.format_exc()).encode())
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - exiting anyway
+                pass
+        os._exit(status)
+
+
+def close_fds_except(keep: set[int]) -> None:
+    """Close every descriptor above 2 that is not in `keep`."""
+    try:
+        open_fds = sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except OSError:  # no /proc: close the whole range around the kept ones
+        top = max(keep | {2}) + 1
+        for fd in range(3, top):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        os.closerange(top, 1 << 16)
+        return
+    for fd in open_fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def death_reason(status: int, fsize_mb: int | None = None) -> str:
+    """Why a test process ended without reporting all its results, for a student."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGSEGV:
+            return "the test process crashed with a segmentation fault (SIGSEGV)"
+        if sig == signal.SIGXFSZ:
+            limit = f" larger than {fsize_mb} MB" if fsize_mb else " larger than allowed"
+            return f"the code wrote a file{limit}"
+        if sig == signal.SIGKILL:
+            return "the test process was killed (SIGKILL), most likely for using too much memory"
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        return f"the test process died from signal {name}"
+    if os.WIFEXITED(status):
+        return (f"the test process exited with status {os.WEXITSTATUS(status)} before reporting "
+                "results: does the code call sys.exit() or os._exit()?")
+    return "the test process ended without reporting results"
+
+
+# --------------------------------------------------------------------------- output
+
+class LogBuffer:
+    """Keeps the first and the last bytes of a stream of any length."""
+
+    def __init__(self, head: int = 16 << 10, tail: int = 16 << 10) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.tail_limit:
+                del self.tail[: len(self.tail) - self.tail_limit]
+
+    def text(self) -> str:
+        tail = bytes(self.tail[-self.tail_limit:])
+        dropped = self.total - len(self.head) - len(tail)
+        middle = f"\n[... {dropped} bytes of output not kept ...]\n".encode() if dropped > 0 else b""
+        return (bytes(self.head) + middle + tail).decode("utf-8", "replace")

@@ -1,0 +1,184 @@
+"""The parent's validation of a grading child's result stream (grader.protocol).
+
+Pure: no fork, no root, no pytest child. Each test feeds bytes as a hostile child could
+write them and checks what is recorded and what the parent is told to do.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from grader.protocol import LINE_LIMIT, STREAM_LIMIT, Action, ResultStream
+from grader.results import ChapterResult, Outcome, Status, TestSpec
+
+A, B, GPU = "tests/ch05/test_public.py::test_a", "tests/ch05/test_hidden.py::test_b", "tests/ch05/test_hidden.py::test_gpu"
+
+
+def chapter() -> ChapterResult:
+    specs = [TestSpec(A, "test_a", "ch05.forward", 2), TestSpec(B, "test_b", "ch05.train", 3, hidden=True),
+             TestSpec(GPU, "test_gpu", "ch05.train", 1, hidden=True, gpu=True)]
+    return ChapterResult.from_specs("05", specs, "hash")
+
+
+def line(**msg) -> bytes:
+    return (json.dumps(msg) + "\n").encode()
+
+
+def collected(*nodeids: str, **extra) -> bytes:
+    return line(type="collected", tests=[{"nodeid": n} for n in nodeids], device="cpu", **extra)
+
+
+def result(nodeid: str, outcome: str = "passed", **extra) -> bytes:
+    return line(type="start", nodeid=nodeid) + line(type="test", nodeid=nodeid, outcome=outcome,
+                                                     message=extra.pop("message", ""), duration=0.1, **extra)
+
+
+def honest(cr: ChapterResult) -> ResultStream:
+    stream = ResultStream(cr)
+    assert stream.feed(collected(A, B, GPU)) == [Action.ACK]
+    return stream
+
+
+def test_an_honest_stream_is_recorded_test_by_test():
+    cr = chapter()
+    stream = honest(cr)
+    assert stream.feed(result(A) + result(B, "failed", message="gradient is 2x too small")) == []
+    assert stream.feed(result(GPU, "skipped", message="needs a CUDA GPU") + line(type="done", exit_code=1, device="cpu")) == []
+    assert not cr.tampered and stream.done is not None and stream.current is None
+    assert [t.outcome for t in cr.tests.values()] == [Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED]
+    assert cr.tests[B].message == "gradient is 2x too small"
+    assert cr.score == 2 and cr.max_score == 5  # the GPU test without a GPU neither earns nor costs
+
+
+def test_a_message_split_across_reads_is_reassembled():
+    cr = chapter()
+    stream = honest(cr)
+    data = result(A)
+    for i in range(len(data)):
+        assert stream.feed(data[i:i + 1]) == []
+    assert cr.tests[A].outcome == Outcome.PASSED and not cr.tampered
+
+
+@pytest.mark.parametrize("forged", [
+    b"not json at all\n",
+    b"[1, 2, 3]\n",
+    line(type="test", nodeid="tests/ch05/test_public.py::test_made_up", outcome="passed"),
+    line(type="start", nodeid="tests/ch05/test_public.py::test_made_up"),
+    line(type="surprise"),
+    line(type="collected", tests=[]),                       # a second collection
+    line(type="test", nodeid=A, outcome="passed"),           # a result without its start
+], ids=["not-json", "not-an-object", "unknown-test", "unknown-start", "unknown-type", "recollect", "no-start"])
+def test_forged_lines_are_violations_and_earn_nothing(forged):
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(forged)
+    assert cr.tampered, "a forged line must be recorded"
+    assert all(not t.reported for t in cr.tests.values())
+    assert all(t.outcome == Outcome.FAILED for t in cr.tests.values())
+
+
+def test_a_repeated_result_is_a_violation_and_keeps_the_first():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(result(B, "failed", message="wrong"))
+    stream.feed(result(B, "passed"))
+    assert cr.tests[B].outcome == Outcome.FAILED and cr.tests[B].message == "wrong"
+    assert any("unexpected" in t for t in cr.tampered)
+
+
+def test_results_out_of_order_are_violations():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(line(type="start", nodeid=A) + line(type="test", nodeid=B, outcome="passed"))
+    assert not cr.tests[B].reported and cr.tampered
+    stream2 = ResultStream(chapter())
+    stream2.feed(result(A))  # before "collected"
+    assert stream2.cr.tampered and not stream2.cr.tests[A].reported
+
+
+def test_an_unknown_outcome_is_a_violation():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(result(A, "xpassed"))
+    assert not cr.tests[A].reported and cr.tampered
+
+
+def test_done_before_the_tests_leaves_them_unreported_and_later_results_are_refused():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(line(type="done", exit_code=0, device="cpu"))
+    assert stream.done is not None and not any(t.reported for t in cr.tests.values())
+    stream.feed(result(A))
+    assert not cr.tests[A].reported and cr.tampered
+
+
+def test_a_collection_that_differs_from_the_manifest_stops_the_run_as_the_graders_error():
+    cr = chapter()
+    stream = ResultStream(cr)
+    actions = stream.feed(collected(A, B, GPU, "tests/ch05/test_public.py::test_extra"))
+    assert actions == [Action.STOP] and stream.stopped
+    assert cr.status == Status.ERROR and "could not be collected" in cr.reason
+    assert not cr.tampered  # not the student's fault by itself
+    assert stream.feed(result(A)) == [] and not cr.tests[A].reported
+
+
+def test_a_collection_missing_a_test_or_with_errors_stops_the_run():
+    cr = chapter()
+    assert ResultStream(cr).feed(collected(A, B)) == [Action.STOP]
+    cr = chapter()
+    assert ResultStream(cr).feed(collected(A, B, GPU, collection_errors=["boom"])) == [Action.STOP]
+    assert "boom" in cr.reason
+
+
+def test_tests_already_graded_by_an_earlier_run_are_not_expected_again():
+    cr = chapter()
+    stream = ResultStream(cr, skip=frozenset({A}))
+    assert stream.feed(collected(B, GPU)) == [Action.ACK]
+    stream.feed(result(A))
+    assert not cr.tests[A].reported and cr.tampered
+
+
+def test_an_oversized_stream_stops_the_run():
+    cr = chapter()
+    stream = honest(cr)
+    junk = b" " * (1 << 20)
+    actions = []
+    for _ in range(STREAM_LIMIT // len(junk) + 1):
+        actions += stream.feed(junk)
+    assert actions == [Action.STOP] and any("far more data" in t for t in cr.tampered)
+
+
+def test_an_overlong_line_is_dropped():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(b"x" * (LINE_LIMIT + 1))
+    assert any("overlong" in t for t in cr.tampered)
+    stream.feed(b"\n")
+    assert not any(t.reported for t in cr.tests.values())
+
+
+def test_a_skip_that_is_not_a_gpu_test_without_a_gpu_is_a_failure():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(result(A, "skipped", message="not today"))
+    assert cr.tests[A].outcome == Outcome.FAILED and "skipped from inside the code under test" in cr.tests[A].message
+    cr = chapter()
+    stream = ResultStream(cr)
+    stream.feed(line(type="collected", tests=[{"nodeid": n} for n in (A, B, GPU)], device="cuda"))
+    stream.feed(result(GPU, "skipped", message="skip"))  # a GPU machine: skipping the GPU test is no excuse
+    assert cr.tests[GPU].outcome == Outcome.FAILED
+
+
+def test_audit_findings_and_odd_values_are_recorded_printably():
+    cr = chapter()
+    stream = honest(cr)
+    stream.feed(result(A, audit=["torch.allclose"], message="x"))
+    stream.feed(line(type="start", nodeid=B) + line(type="test", nodeid=B, outcome="failed",
+                                                     message="bad \ud800 \x1b[31m", duration="NaN", audit="yes"))
+    assert any(t.startswith("torch.allclose was replaced") for t in cr.tampered)
+    assert any("tamper audit" in t for t in cr.tampered)
+    assert "\\ud800" in cr.tests[B].message and "\x1b" not in cr.tests[B].message
+    assert cr.tests[B].duration == 0.0
+    stream.feed(line(type="start", nodeid=GPU) + line(type="test", nodeid=GPU, outcome="skipped", duration=float("inf")))
+    assert cr.tests[GPU].duration == 0.0
