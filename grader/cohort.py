@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from grader import gradebook
@@ -64,10 +65,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         "appear in at least one submission)")
     p.add_argument("-j", "--jobs", type=int, default=2, metavar="N",
                    help="submissions graded at the same time (default 2)")
-    p.add_argument("--timeout", type=float, default=60, metavar="S",
-                   help="limit per test in seconds (default 60)")
-    p.add_argument("--wall", type=float, default=900, metavar="S",
-                   help="limit per submission, all its chapters, in seconds (default 900)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="CPU seconds per test (default 60, scaled up on a machine slower than the "
+                        "reference; see 'calibration' in the output)")
+    p.add_argument("--cpu", type=float, default=None, metavar="S",
+                   help="CPU seconds per submission, all its chapters (default 300, scaled likewise)")
+    p.add_argument("--wall", type=float, default=None, metavar="S",
+                   help="wall-clock backstop per submission (default 4 x --cpu); a submission that "
+                        "hits a wall-clock backstop is graded again alone before it counts")
     p.add_argument("--memory", type=int, default=2048, metavar="MB",
                    help="memory (address space) per submission beyond the preloaded libraries "
                         "(default 2048)")
@@ -223,8 +228,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                      f"(chapters with tests: {', '.join(tested) or 'none'}); use --chapters")
     mine = [s for s in subs if in_shard(s.student, shard)]
 
-    limits = sandbox.Limits(test_timeout=args.timeout, wall=args.wall, memory_mb=args.memory,
-                            nproc=args.nproc, fsize_mb=args.fsize)
+    limits = sandbox.Limits(memory_mb=args.memory, nproc=args.nproc, fsize_mb=args.fsize)
     isolation = sandbox.probe_isolation()
     uids = sandbox.UidPool()
     out.mkdir(parents=True, exist_ok=True)
@@ -243,12 +247,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
                 current += 1
             else:
                 todo.append(sub)
+        calibration = None
         if todo:
             uids.acquire(args.jobs)
             _warm_up(chapters, tests_root)
             manifests, errors = manifest.collect_manifests(chapters, tests_root, hashes)
+            if args.timeout is None or args.cpu is None:
+                from grader.calibration import calibrate
+                calibration = calibrate()
+                limits = limits.scaled(calibration.factor)
         else:
             manifests, errors = {}, {}
+        limits = replace(limits, **{k: v for k, v in (("test_cpu", args.timeout), ("cpu", args.cpu),
+                                                      ("wall", args.wall)) if v is not None})
         for c, err in errors.items():
             if args.chapters is not None:
                 return _fail(f"chapter {c}'s tests cannot be collected: {err}")
@@ -269,14 +280,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
             print(f"grading {len(todo)} of {len(subs)} submissions{shard_text} "
                   f"({current} unchanged since last graded) for "
                   f"{', '.join('ch' + c for c in chapters)} with {args.jobs} job(s)\n"
-                  f"isolation: {isolation.summary()}", file=sys.stderr)
+                  f"isolation: {isolation.summary()}\n"
+                  f"limits: {limits.test_cpu:g} s CPU per test, {limits.cpu:g} s CPU per submission, "
+                  f"wall-clock backstops {limits.test_wall:g} s per test and {limits.wall_backstop:g} s "
+                  f"per submission" + (f"\n{calibration.describe()}" if calibration else ""),
+                  file=sys.stderr)
             for line in skipped + notes:
                 print(f"note: {line}", file=sys.stderr)
+        limit_info = {**limits.describe(), "calibration": calibration.__dict__ if calibration else None}
         redact = Redactor(line for m in manifests.values() for line in m.hidden_lines)
         bar = _progress(len(todo), args.quiet)
 
         def on_done(result) -> None:
-            feedback.write_student(out, result, redact, limits.describe())
+            feedback.write_student(out, result, redact, limit_info)
             if bar is not None:
                 bar.set_postfix_str(f"{result.submission.student[:20]} {result.score:g}/{result.max_score:g}")
                 bar.update(1)

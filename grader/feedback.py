@@ -28,8 +28,8 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
         for t in cr.tests.values():
             score = 0.0 if cr.void else t.score
             message = redact(t.message, 600) if t.outcome != Outcome.PASSED else ""
-            if t.outcome == Outcome.SKIPPED:
-                message = f"skipped, not counted: {message}"
+            if not t.counted:
+                message = f"not counted on this machine: {message}"
             if cr.status == Status.TAMPERED:
                 message = f"chapter scored 0: {redact(cr.reason, 300)}"
             entry = {
@@ -41,9 +41,9 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
                 "output": message,
                 "tags": [t.task, f"ch{c}", "hidden" if t.hidden else "public"],
             }
-            if t.outcome == Outcome.SKIPPED:  # neither passed nor failed: not counted here
+            if not t.counted:  # neither passed nor failed: it does not count here
                 del entry["status"]
-                entry["tags"].append("skipped")
+                entry["tags"].append("not counted")
             tests.append(entry)
         chapters[c] = {
             "title": CHAPTERS[c].title,
@@ -51,10 +51,12 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
             "score": cr.score, "max_score": cr.max_score,
             "status": cr.status, "reason": redact(cr.reason, 600),
             "tampered": [redact(x, 200) for x in cr.tampered],
-            "device": cr.device, "wall": round(cr.wall, 3), "runs": cr.runs, "crashes": cr.crashes,
+            "device": cr.device, "wall": round(cr.wall, 3), "cpu": round(cr.cpu, 3),
+            "runs": cr.runs, "crashes": cr.crashes, "load_at_limit": cr.limit_load,
             "file_sha256": cr.file_sha256, "tests_sha256": cr.tests_sha256,
             "tasks": {row.task: [row.earned, row.possible] for row in cr.task_rows()},
             "durations": {t.nodeid: round(t.duration, 4) for t in cr.tests.values() if t.reported},
+            "cpu_seconds": {t.nodeid: round(t.cpu, 4) for t in cr.tests.values() if t.reported},
         }
     devices = sorted({cr.device for cr in result.chapters.values() if cr.device})
     return {

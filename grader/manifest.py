@@ -31,6 +31,7 @@ class Manifest:
     tests: list[TestSpec]
     sha256: str               # tests_hash of the chapter's folder
     hidden_lines: list[str]   # source_lines: text that must never reach feedback
+    device: str = "cpu"       # the grading machine's device: which GPU tests count
 
     @property
     def max_score(self) -> float:
@@ -117,7 +118,8 @@ def collect_manifests(chapters: list[str], tests_root: Path,
         if c not in errors and not tests:
             errors[c] = f"tests/ch{c} has no tests"
         if c not in errors:
-            manifests[c] = Manifest(c, tests, hashes[c], source_lines(tests_root / f"ch{c}"))
+            manifests[c] = Manifest(c, tests, hashes[c], source_lines(tests_root / f"ch{c}"),
+                                    "cuda" if collected.get("device") == "cuda" else "cpu")
     return manifests, errors
 
 

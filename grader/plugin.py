@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import random
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from grader.paths import EXERCISES, SOLUTIONS, datasets_dir as resolve_datasets_dir
-from grader.results import NO_GPU, Outcome, RunResults, TestResult, judge_skip
+from grader.results import NO_GPU, Outcome, RunResults, TestResult, counts, judge_skip
 from grader.syllabus import ALL_TASKS, CHAPTERS
 
 class ImplImportError(Exception):
@@ -49,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder with the bundled data sets (default: the repository's datasets/)")
     group.addoption("--results-json", default=None, metavar="FILE",
                     help="write the graded results to FILE as JSON")
+    group.addoption("--cpu-timeout", type=float, default=0.0, metavar="S",
+                    help="fail a test that uses more than S seconds of CPU time (0: no limit; "
+                         "POSIX only). Unlike a wall-clock limit, machine load does not change it")
     group.addoption("--allow-network", action="store_true", default=False,
                     help="let tests open network connections (blocked by default)")
 
@@ -332,12 +336,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                            hidden=item.get_closest_marker("hidden") is not None,
                            gpu=item.get_closest_marker("gpu") is not None,
                            outcome=Outcome.PASSED, message="")
+        entry.counted = counts(entry.gpu, results.device)
         item.stash[_ENTRY_KEY] = entry
         results.tests.append(entry)
     entry.duration += report.duration
     if report.skipped and entry.outcome == Outcome.PASSED:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
-        entry.outcome, entry.message = judge_skip(entry.gpu, results.device, reason)
+        entry.outcome, entry.message = judge_skip(entry.counted, reason)
     elif report.failed and entry.outcome in (Outcome.PASSED, Outcome.SKIPPED):
         entry.outcome = Outcome.FAILED if report.when == "call" else Outcome.ERROR
         entry.details = report.longreprtext
@@ -345,6 +350,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 _ENTRY_KEY = pytest.StashKey[TestResult]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """--cpu-timeout: a CPU-time alarm (ITIMER_PROF) around each test's setup, call and
+    teardown. The grader also enforces the limit from outside, for code that disarms it."""
+    limit = item.config.getoption("cpu_timeout")
+    if not limit or not hasattr(signal, "ITIMER_PROF"):
+        yield
+        return
+
+    def expired(signum, frame) -> None:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        pytest.fail(f"Timeout: the test used more than {limit:g} s of CPU time", pytrace=False)
+
+    previous = signal.signal(signal.SIGPROF, expired)
+    signal.setitimer(signal.ITIMER_PROF, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 class _CollectionErrors:

@@ -22,7 +22,7 @@ logic, the security-critical part of the parent, is unit-tested without root or 
 from __future__ import annotations
 
 import json
-from enum import Enum
+from dataclasses import dataclass
 
 from grader.redact import printable
 from grader.results import ChapterResult, Outcome, Status, judge_skip
@@ -33,9 +33,25 @@ MESSAGE_LIMIT = 1000            # characters of a test message kept
 MAX_FINDINGS = 20               # tamper findings kept per chapter
 
 
-class Action(Enum):
-    ACK = "ack"     # collection matched: delete the test files, then let the child go on
-    STOP = "stop"   # stop reading this child and kill it
+@dataclass(frozen=True)
+class Action:
+    """What the caller must do (or may want to know) after a `feed`."""
+    kind: str
+    nodeid: str = ""
+
+
+ACK = Action("ack")     # collection matched: delete the test files, then let the child go on
+STOP = Action("stop")   # stop reading this child and kill it
+
+
+def started(nodeid: str) -> Action:
+    """A test began (time it from here)."""
+    return Action("started", nodeid)
+
+
+def finished(nodeid: str) -> Action:
+    """A test's result was accepted (its time ends here)."""
+    return Action("finished", nodeid)
 
 
 class ResultStream:
@@ -81,7 +97,7 @@ class ResultStream:
     def _stop(self) -> list[Action]:
         self.stopped = True
         self.buffer.clear()
-        return [Action.STOP]
+        return [STOP]
 
     # -- the state machine: collected, then (start, test)*, then done
     def _on_message(self, msg: dict) -> list[Action]:
@@ -89,9 +105,9 @@ class ResultStream:
         if kind == "collected" and self.collected is None:
             return self._on_collected(msg)
         if kind == "start" and self.collected is not None and self.done is None:
-            self._on_start(msg)
+            return self._on_start(msg)
         elif kind == "test" and self.collected is not None and self.done is None:
-            self._on_test(msg)
+            return self._on_test(msg)
         elif kind == "done" and self.collected is not None and self.done is None:
             self.done = msg
             self.cr.device = printable(str(msg.get("device", "")))[:20]
@@ -113,16 +129,17 @@ class ResultStream:
             self.cr.status = Status.ERROR
             self.cr.reason = f"the tests could not be collected in the sandbox: {detail}"
             return self._stop()
-        return [Action.ACK]
+        return [ACK]
 
-    def _on_start(self, msg: dict) -> None:
+    def _on_start(self, msg: dict) -> list[Action]:
         nodeid = msg.get("nodeid")
         if self.current is not None or nodeid not in self.collected or self.cr.tests[nodeid].reported:
             self._violation(f"a result for an unexpected test ({printable(str(nodeid))[:80]})")
-            return
+            return []
         self.current = nodeid
+        return [started(nodeid)]
 
-    def _on_test(self, msg: dict) -> None:
+    def _on_test(self, msg: dict) -> list[Action]:
         nodeid = msg.get("nodeid")
         record = self.cr.tests.get(nodeid) if isinstance(nodeid, str) and nodeid in self.collected else None
         try:
@@ -131,20 +148,19 @@ class ResultStream:
             outcome = None
         if record is None or record.reported or nodeid != self.current or outcome is None:
             self._violation(f"an unexpected or repeated result ({printable(str(nodeid))[:80]})")
-            return
+            return []
         record.reported = True
         record.outcome = outcome
         record.message = "" if outcome == Outcome.PASSED else \
             printable(str(msg.get("message", "")))[:MESSAGE_LIMIT]
-        if outcome == Outcome.SKIPPED:
-            record.outcome, record.message = judge_skip(record.gpu, self.device, record.message)
-        try:
-            duration = float(msg.get("duration", 0.0))
-        except (TypeError, ValueError):
-            duration = 0.0
-        record.duration = duration if 0.0 <= duration < float("inf") else 0.0
+        if outcome == Outcome.SKIPPED:  # neutral only for a test that does not count here
+            record.outcome, record.message = judge_skip(record.counted, record.message)
+        elif not record.counted:  # a GPU test without a GPU cannot have run
+            self._violation(f"a result for a test that cannot run here ({printable(nodeid)[:80]})")
+            record.outcome = Outcome.SKIPPED
         self.current = None
         self._audit(msg.get("audit"), f"after {record.name}")
+        return [finished(nodeid)]
 
     # -- findings
     def _audit(self, findings, when: str) -> None:

@@ -84,10 +84,19 @@ def status_text(status: str) -> str:
 NO_GPU = "needs a CUDA GPU; none on this machine"
 
 
-def judge_skip(gpu_marked: bool, device: str, reason: str) -> tuple[Outcome, str]:
-    """The one rule for skipped tests: only a GPU test on a machine without CUDA is neutral.
-    A skip (or xfail) raised by the code under test would otherwise dodge the test's points."""
-    if gpu_marked and device != "cuda":
+def counts(gpu: bool, device: str) -> bool:
+    """The one rule for GPU tests: a test marked `gpu` counts only where the grading machine
+    has CUDA. Without CUDA it is skipped for everyone and counts for no one: it neither
+    earns nor costs, whatever happened to the submission (even a missing file), so every
+    student of a chapter has the same points possible on the same machine."""
+    return not gpu or device == "cuda"
+
+
+def judge_skip(counted: bool, reason: str) -> tuple[Outcome, str]:
+    """The one rule for skipped tests: only a test that does not count here (see `counts`)
+    may be skipped. Any other skip (or xfail) was raised by the code under test, and would
+    otherwise dodge the test's points: it is a failure."""
+    if not counted:
         return Outcome.SKIPPED, reason or NO_GPU
     reason = str(reason).removeprefix("Skipped: ").strip() or "no reason given"
     return Outcome.FAILED, (f"the test was skipped from inside the code under test ({reason}), "
@@ -125,7 +134,9 @@ class TestResult(TestSpec):
     outcome: Outcome = Outcome.FAILED
     message: str = "not run"   # one instructive line (or a few) for students
     details: str = ""          # the full pytest report, for -v and instructors
-    duration: float = 0.0
+    duration: float = 0.0      # wall seconds
+    cpu: float = 0.0           # CPU seconds of the submission's processes (cohort grading)
+    counted: bool = True       # see `counts`: False for a GPU test where there is no GPU
     reported: bool = False     # the grader received this test's result from its run
 
     @classmethod
@@ -134,12 +145,12 @@ class TestResult(TestSpec):
 
     @property
     def score(self) -> float:
-        return self.points if self.outcome == Outcome.PASSED else 0.0
+        return self.points if self.outcome == Outcome.PASSED and self.counted else 0.0
 
     @property
     def possible(self) -> float:
-        """Points this test can earn here: a GPU test skipped for want of a GPU counts for none."""
-        return 0.0 if self.outcome == Outcome.SKIPPED else self.points
+        """Points this test can earn here: none for a test that does not count (see `counts`)."""
+        return self.points if self.counted else 0.0
 
     @property
     def failed(self) -> bool:
@@ -230,11 +241,20 @@ class ChapterResult:
     first_test_crashes: int = 0     # consecutive runs that died in their first test
     file_sha256: str = ""
     tests_sha256: str = ""
+    cpu: float = 0.0                # CPU seconds of all its runs
+    limit_load: float | None = None  # the load average when a time limit was hit
 
     @classmethod
-    def from_specs(cls, chapter: str, specs: Iterable[TestSpec], tests_sha256: str,
+    def from_specs(cls, chapter: str, specs: Iterable[TestSpec], tests_sha256: str, device: str,
                    message: str = "not run") -> "ChapterResult":
-        tests = {s.nodeid: TestResult.of(s, message=message) for s in specs}
+        """Every test of the manifest, failed until reported; points possible fixed now from
+        the manifest and the grading machine's device, the same for every student."""
+        tests = {}
+        for s in specs:
+            counted = counts(s.gpu, device)
+            tests[s.nodeid] = TestResult.of(s, message=message if counted else NO_GPU,
+                                            outcome=Outcome.FAILED if counted else Outcome.SKIPPED,
+                                            counted=counted)
         return cls(chapter, tests, tests_sha256=tests_sha256)
 
     @property
@@ -254,7 +274,7 @@ class ChapterResult:
 
     def fail_all(self, message: str, only_unreported: bool = False) -> None:
         for t in self.tests.values():
-            if only_unreported and t.reported:
+            if (only_unreported and t.reported) or not t.counted:
                 continue
             t.outcome, t.message = Outcome.FAILED, message
 
@@ -266,7 +286,8 @@ class ChapterResult:
             return
         failed = [t for t in self.tests.values() if t.failed]
         messages = {t.message for t in failed}
-        if len(messages) == 1 and len(failed) == len(self.tests) and is_import_error(next(iter(messages))):
+        counted = [t for t in self.tests.values() if t.counted]
+        if len(messages) == 1 and len(failed) == len(counted) and is_import_error(next(iter(messages))):
             self.status, self.reason = Status.IMPORT_ERROR, next(iter(messages))
         else:
             self.status = Status.GRADED

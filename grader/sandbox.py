@@ -36,7 +36,7 @@ import stat
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from grader.paths import ROOT
@@ -54,17 +54,43 @@ MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
 
 
+WALL_FACTOR = 4.0      # wall-clock backstops: this many times the CPU limit (plus slack)
+WALL_SLACK = 30.0
+
+
 @dataclass(frozen=True)
 class Limits:
-    test_timeout: float = 60.0     # seconds per test (pytest-timeout, signal method)
-    wall: float = 900.0            # seconds for a whole submission, all chapters
+    """Per-submission limits. Time is CPU time of the submission's processes, which machine
+    load does not change; wall-clock time only backs it up, several times larger, for code
+    that waits instead of computing (a sleep, a blocked read)."""
+    test_cpu: float = 60.0         # CPU seconds per test (an alarm in the child, enforced from outside too)
+    cpu: float = 300.0             # CPU seconds per submission, all its chapters
+    wall: float = 0.0              # wall-clock backstop per submission; 0: WALL_FACTOR x cpu
     memory_mb: int = 2048          # address space beyond what the warm parent already maps
     nproc: int = 128               # processes and threads of the slot's uid
     fsize_mb: int = 64             # largest file the code may write
     nofile: int = 1024             # open file descriptors
 
+    @property
+    def wall_backstop(self) -> float:
+        return self.wall or WALL_FACTOR * self.cpu
+
+    @property
+    def test_wall(self) -> float:
+        """Wall-clock backstop per test."""
+        return WALL_FACTOR * self.test_cpu + WALL_SLACK
+
+    @property
+    def test_cpu_hard(self) -> float:
+        """Where the parent kills a test whose code switched off the child's own alarm."""
+        return 1.25 * self.test_cpu + 2.0
+
+    def scaled(self, factor: float) -> "Limits":
+        """The CPU limits times `factor` (a slower machine gets proportionally more)."""
+        return replace(self, test_cpu=round(self.test_cpu * factor, 1), cpu=round(self.cpu * factor, 1))
+
     def describe(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "wall_backstop": self.wall_backstop, "test_wall": self.test_wall}
 
 
 @dataclass
@@ -304,6 +330,41 @@ def remove_stray_files(uid: int) -> list[str]:
     return removed
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pgid: int, uid: int | None = None) -> float:
+    """CPU time (user + system) of the live processes in process group `pgid`, or owned by
+    `uid` (a slot's dedicated uid: code that left the group is still counted), plus what
+    the group's leader has collected from children it waited for."""
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            owner = os.stat(f"/proc/{name}").st_uid if uid is not None else None
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) != pgid and (uid is None or owner != uid):
+            continue
+        ticks += int(fields[11]) + int(fields[12])          # utime, stime
+        if int(name) == pgid:
+            ticks += int(fields[13]) + int(fields[14])      # cutime, cstime
+    return ticks / _TICKS
+
+
+def process_cpu(pid: int) -> float:
+    """CPU time of one process and of the children it has waited for (one file read)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / _TICKS
+
+
 # --------------------------------------------------------------------------- work root
 
 WORK_PREFIX = "grader-work-"
@@ -502,6 +563,8 @@ def _set_limits(limits: Limits, root: bool) -> None:
         resource.setrlimit(which, (value, value))
 
     cap(resource.RLIMIT_AS, vm_size() + limits.memory_mb * (1 << 20))
+    cpu = int(limits.cpu * 1.25) + 10   # the kernel's own backstop per process (SIGXCPU, then SIGKILL)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     cap(resource.RLIMIT_FSIZE, limits.fsize_mb * (1 << 20))
     cap(resource.RLIMIT_NOFILE, limits.nofile)
     cap(resource.RLIMIT_CORE, 0)

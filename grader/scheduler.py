@@ -25,13 +25,27 @@ from typing import Callable, Iterable, Iterator
 from grader import child, sandbox
 from grader.manifest import Manifest
 from grader.process import LogBuffer, chapter_test_args, death_reason, fork_child, kill_group
-from grader.protocol import Action, ResultStream
+from grader.protocol import ACK, STOP, Action, ResultStream
 from grader.redact import printable
 from grader.results import ChapterResult, Outcome, Status, SubmissionResult
 from grader.submissions import Submission
 from grader.syllabus import CHAPTERS
 
 MAX_CRASHES = 4                 # fresh children per chapter after crashes
+TICK = 0.25                     # seconds between CPU-time samples of running children
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why the parent stopped a child: a time limit, measured from outside the child."""
+    kind: str       # "test-cpu" | "test-wall" (the test in flight) | "cpu" | "wall" (the submission)
+    reason: str
+    load: float     # the 1-minute load average when it was hit
+
+    @property
+    def backstop(self) -> bool:
+        """A wall-clock limit: machine load may have caused it."""
+        return self.kind in ("test-wall", "wall")
 
 
 @dataclass
@@ -54,8 +68,12 @@ class Run:
         self.stream = ResultStream(job.chapters[chapter], skip)
         self.pid = 0
         self.result_fd = self.log_fd = self.ack_fd = -1
-        self.timed_out = False
         self.started = time.monotonic()
+        self.cpu = 0.0                      # CPU seconds of this child's processes so far
+        self.test_cpu0 = 0.0                # ... when the test in flight started
+        self.test_wall0 = self.started
+        self.sampled = 0.0                  # when `cpu` was last measured
+        self.stop: Stop | None = None       # why the parent killed it, if it did
 
 
 class Job:
@@ -68,6 +86,8 @@ class Job:
         self.log = LogBuffer()
         self.started = time.monotonic()
         self.run: Run | None = None
+        self.cpu = 0.0                      # CPU seconds of its finished runs
+        self.solo = False                   # graded alone, after a wall-clock backstop was hit
 
 
 def chapter_results(sub: Submission, settings: Settings) -> tuple[dict[str, ChapterResult], list[str]]:
@@ -79,14 +99,15 @@ def chapter_results(sub: Submission, settings: Settings) -> tuple[dict[str, Chap
         manifest = settings.manifests[c]
         filename = CHAPTERS[c].filename
         if sub.error:
-            cr = ChapterResult.from_specs(c, manifest.tests, manifest.sha256, f"not graded: {sub.error}")
+            cr = ChapterResult.from_specs(c, manifest.tests, manifest.sha256, manifest.device,
+                                          f"not graded: {sub.error}")
             cr.status, cr.reason = Status.UNREADABLE, sub.error
         elif filename not in sub.files:
-            cr = ChapterResult.from_specs(c, manifest.tests, manifest.sha256,
+            cr = ChapterResult.from_specs(c, manifest.tests, manifest.sha256, manifest.device,
                                           f"{filename} missing from the submission")
             cr.status, cr.reason = Status.MISSING, f"{filename} missing"
         else:
-            cr = ChapterResult.from_specs(c, manifest.tests, manifest.sha256)
+            cr = ChapterResult.from_specs(c, manifest.tests, manifest.sha256, manifest.device)
             cr.file_sha256 = hashes[filename]
             queue.append(c)
         chapters[c] = cr
@@ -101,6 +122,7 @@ class Scheduler:
         self.exited: dict[int, int] = {}
         self.jobs: dict[int, Job] = {}  # slot -> job
         self.runs_by_pid: dict[int, Run] = {}
+        self.deferred: list[tuple[Submission, str]] = []  # to grade again alone, and why
         self.counter = 0
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.wake_r, self.wake_w):
@@ -126,6 +148,12 @@ class Scheduler:
                         finished = self._start_job(sub, slot)
                         if finished is not None:
                             on_done(finished)
+                while exhausted and not self.jobs and self.deferred:
+                    # Alone on the machine now: a wall-clock limit hit here is the code's own.
+                    sub, why = self.deferred.pop(0)
+                    finished = self._start_job(sub, 0, solo=why)
+                    if finished is not None:
+                        on_done(finished)
                 if not self.jobs:
                     break
                 self._wait()
@@ -141,12 +169,16 @@ class Scheduler:
             os.close(self.wake_w)
 
     # -- jobs
-    def _start_job(self, sub: Submission, slot: int) -> SubmissionResult | None:
+    def _start_job(self, sub: Submission, slot: int, solo: str = "") -> SubmissionResult | None:
+        """Start grading `sub` on `slot`; `solo`: why it is graded again alone (else "")."""
         chapters, queue = chapter_results(sub, self.settings)
         self.counter += 1
         uid = self.uids[slot]
         ws = sandbox.Workspace(self.settings.work_root / f"{slot}-{self.counter}", uid, uid)
-        job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + self.settings.limits.wall)
+        job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + self.settings.limits.wall_backstop)
+        job.solo = bool(solo)
+        if solo:
+            job.log.add(f"[grader: {solo}; graded again alone]\n".encode())
         if not queue:
             return self._result(job)
         self.jobs[slot] = job
@@ -160,7 +192,7 @@ class Scheduler:
 
     def _launch(self, job: Job, skip: frozenset[str] = frozenset()) -> SubmissionResult | None:
         """Start the job's next run; returns the job's result instead when nothing is left."""
-        while job.queue and time.monotonic() < job.deadline:
+        while job.queue and time.monotonic() < job.deadline and job.cpu < self.settings.limits.cpu:
             chapter = job.queue[0]
             run = Run(job, chapter, skip)
             job.run = run
@@ -175,11 +207,10 @@ class Scheduler:
                 _infrastructure_error(job.chapters[chapter], f"could not start the tests: {exc}")
                 job.queue.pop(0)
                 job.run, skip = None, frozenset()
-        wall = self.settings.limits.wall
         for c in job.queue:  # the time limit ran out before these chapters started
             cr = job.chapters[c]
             cr.status = Status.TIMEOUT
-            cr.reason = f"not run: the submission used up its {wall:g} s time limit"
+            cr.reason = f"not run: the submission used up its time ({_budget(self.settings.limits)})"
             cr.fail_all(cr.reason)
         job.queue.clear()
         return self._result(job)
@@ -224,7 +255,8 @@ class Scheduler:
         job, s = run.job, self.settings
         extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short",
                  "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                 "--timeout", f"{s.limits.test_timeout:g}",
+                 "--timeout", "0",  # no wall-clock limit in the child: the CPU alarm instead
+                 "--cpu-timeout", f"{s.limits.test_cpu:g}",
                  "--basetemp", str(job.ws.tmp / "pytest"),
                  "--datasets", str(s.datasets)]
         args = chapter_test_args(run.chapter, job.ws.student, tests_dir=job.ws.tests, extra=extra)
@@ -249,10 +281,8 @@ class Scheduler:
 
     # -- events
     def _wait(self) -> None:
-        now = time.monotonic()
-        deadlines = [j.deadline for j in self.jobs.values() if j.run and not j.run.timed_out]
-        timeout = max(0.0, min(deadlines) - now) if deadlines else None
-        timeout = 1.0 if timeout is None else min(timeout, 1.0)
+        # CPU time is sampled on this tick, so it bounds how late a limit is noticed.
+        timeout = TICK if any(j.run for j in self.jobs.values()) else 1.0
         for key, _ in self.selector.select(timeout):
             if key.data is None:
                 try:
@@ -287,16 +317,61 @@ class Scheduler:
 
     def _act(self, run: Run, actions: list[Action]) -> None:
         for action in actions:
-            if action is Action.ACK:
+            if action == ACK:
                 run.job.ws.remove_test_files()
                 try:
                     os.write(run.ack_fd, b"1")
                 except OSError:
                     pass
                 self._close_ack(run)
-            elif action is Action.STOP:
+            elif action == STOP:
                 self._unregister(run, "result")
                 kill_group(run.pid)
+            elif action.kind == "started":
+                run.test_cpu0, run.test_wall0 = sandbox.process_cpu(run.pid), time.monotonic()
+            elif action.kind == "finished":
+                test = run.job.chapters[run.chapter].tests[action.nodeid]
+                test.cpu = round(max(0.0, sandbox.process_cpu(run.pid) - run.test_cpu0), 3)
+                test.duration = round(time.monotonic() - run.test_wall0, 3)
+
+    # -- time limits, measured from outside the child
+    def _cpu_uid(self, job: Job) -> int | None:
+        """The slot's uid when it is dedicated to this job (root), else None (count the
+        process group only: the grader's own uid runs other things too)."""
+        return job.uid if self.settings.isolation.drop_privileges and job.uid != os.getuid() else None
+
+    def _sample_cpu(self, run: Run, now: float) -> float:
+        """The CPU time of the child's whole tree, at most every TICK seconds (a /proc scan)."""
+        if run.pid and run.pid not in self.exited and now - run.sampled >= TICK:
+            run.sampled = now
+            run.cpu = max(run.cpu, sandbox.cpu_seconds(run.pid, self._cpu_uid(run.job)))
+        return run.cpu
+
+    def _enforce(self, job: Job, now: float) -> None:
+        """Stop the job's child when a limit is exceeded; record why and the load."""
+        run = job.run
+        if run is None or run.stop is not None or run.pid in self.exited:
+            return
+        limits = self.settings.limits
+        cpu = self._sample_cpu(run, now)
+        testing = run.stream.current is not None
+        test_cpu = sandbox.process_cpu(run.pid) - run.test_cpu0 if testing else 0.0
+        if job.cpu + cpu > limits.cpu:
+            stop = ("cpu", f"used up its {limits.cpu:g} s of CPU time")
+        elif testing and test_cpu > limits.test_cpu_hard:
+            stop = ("test-cpu", f"timed out: the test used more than {limits.test_cpu:g} s of CPU time: "
+                                "is there an infinite loop, or far more work than the task needs?")
+        elif testing and now - run.test_wall0 > limits.test_wall:
+            stop = ("test-wall", f"stopped after {limits.test_wall:g} s of waiting (wall clock) while using "
+                                 f"{test_cpu:.1f} s of CPU time: is the code sleeping or waiting for input?")
+        elif now >= job.deadline:
+            stop = ("wall", f"stopped after the submission's wall-clock backstop of "
+                            f"{limits.wall_backstop:g} s")
+        else:
+            return
+        run.stop = Stop(*stop, load=round(os.getloadavg()[0], 2))
+        kill_group(run.pid)
+        sandbox.kill_uid(job.uid)
 
     def _unregister(self, run: Run, kind: str) -> None:
         fd = run.result_fd if kind == "result" else run.log_fd
@@ -326,23 +401,22 @@ class Scheduler:
         """Reap children, enforce deadlines, move finished runs on."""
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
             if pid in self.runs_by_pid:
                 self.exited[pid] = status
+                run = self.runs_by_pid[pid]  # the child and every process it waited for
+                run.cpu = max(run.cpu, usage.ru_utime + usage.ru_stime)
         now = time.monotonic()
         done = []
         for job in list(self.jobs.values()):
             run = job.run
             if run is None:
                 continue
-            if not run.timed_out and now >= job.deadline and run.pid not in self.exited:
-                run.timed_out = True
-                kill_group(run.pid)
-                sandbox.kill_uid(job.uid)
+            self._enforce(job, now)
             if run.pid in self.exited:
                 result = self._end_run(run, self.exited.pop(run.pid))
                 if result is not None:
@@ -359,16 +433,26 @@ class Scheduler:
         sandbox.kill_uid(job.uid)
         sandbox.kill_orphans(set(self.runs_by_pid))
         self._close_run(run)
+        if run.stop is not None and run.stop.backstop and not job.solo:
+            # A wall-clock limit on a shared machine may be the machine's doing, not the
+            # code's: grade this submission again, alone, before any time limit counts.
+            self._teardown(job)
+            self.deferred.append((job.sub, f"{run.stop.reason} at load {run.stop.load} beside other work"))
+            return None
         cr = job.chapters[run.chapter]
         cr.wall += time.monotonic() - run.started
-        skip = conclude_run(cr, stream, status, timed_out=run.timed_out, limits=self.settings.limits,
-                            log=job.log, time_left=time.monotonic() < job.deadline)
+        cr.cpu += run.cpu
+        job.cpu += run.cpu
+        if run.stop is not None:
+            cr.limit_load = run.stop.load
+        skip = conclude_run(cr, stream, status, stop=run.stop, limits=self.settings.limits,
+                            log=job.log, time_left=time.monotonic() < job.deadline and job.cpu < self.settings.limits.cpu)
         if skip is not None:
             return self._launch(job, skip)
         return self._finish_chapter(job)
 
 
-def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, timed_out: bool,
+def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: Stop | None,
                  limits: sandbox.Limits, log: LogBuffer, time_left: bool) -> frozenset[str] | None:
     """A child has exited: decide what the chapter's unreported tests become, and whether
     the rest of the chapter runs again in a fresh child (the restart policy). Returns the
@@ -378,9 +462,9 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, timed_
         cr.status = Status.TAMPERED
     elif cr.status == Status.ERROR:
         cr.fail_all(f"not graded: {cr.reason}", only_unreported=True)
-    elif timed_out:
+    elif stop is not None and stop.kind in ("cpu", "wall"):
         cr.status = Status.TIMEOUT
-        cr.reason = f"stopped after the submission's time limit of {limits.wall:g} s"
+        cr.reason = f"{stop.reason} ({_budget(limits)})"
         for t in unreported:
             t.message = (f"stopped: {cr.reason} (during this test)" if t.nodeid == stream.current
                          else f"not run: {cr.reason}")
@@ -391,7 +475,12 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, timed_
         cr.reason = "the tests did not start: " + (_last_line(log.text()) or death_reason(status, limits.fsize_mb))
         cr.fail_all(f"not run: {cr.reason}", only_unreported=True)
     else:
-        why = death_reason(status, limits.fsize_mb) if stream.done is None else _early_end(stream.done, log)
+        if stop is not None:
+            why = stop.reason
+        elif stream.done is None:
+            why = death_reason(status, limits.fsize_mb)
+        else:
+            why = _early_end(stream.done, log)
         cr.crashes += 1
         if stream.current is not None and stream.current in cr.tests:
             crashed = cr.tests[stream.current]
@@ -410,6 +499,11 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, timed_
         for t in remaining:
             t.message = f"not run: {why} in an earlier test"
     return None
+
+
+def _budget(limits: sandbox.Limits) -> str:
+    return (f"limits: {limits.test_cpu:g} s of CPU time per test, {limits.cpu:g} s per submission, "
+            f"{limits.wall_backstop:g} s wall clock")
 
 
 def _infrastructure_error(cr: ChapterResult, reason: str) -> None:

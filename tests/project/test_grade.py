@@ -205,7 +205,9 @@ def test_wall_clock_limit_stops_a_submission(tmp_path):
     run = run_cli(["grade", str(subs), "-o", str(out), "--wall", "6", "--timeout", "60", "-q"], tmp_path)
     assert run.code == 0, run.explain()
     chapter = results(out, "stubborn")["extra_data"]["chapters"]["05"]
-    assert chapter["status"] == "timeout" and "time limit of 6 s" in chapter["reason"], chapter
+    assert chapter["status"] == "timeout" and "wall-clock backstop of 6 s" in chapter["reason"], chapter
+    assert chapter["load_at_limit"] is not None
+    assert "graded again alone" in (out / "stubborn" / "log.txt").read_text()
     assert results(out, "stubborn")["score"] == 0
     assert results(out, "good")["score"] == results(out, "good")["extra_data"]["max_score"]
     assert results(out, "stubborn")["execution_time"] < 20

@@ -9,16 +9,16 @@ import json
 
 import pytest
 
-from grader.protocol import LINE_LIMIT, STREAM_LIMIT, Action, ResultStream
+from grader.protocol import ACK, LINE_LIMIT, STOP, STREAM_LIMIT, ResultStream, finished, started
 from grader.results import ChapterResult, Outcome, Status, TestSpec
 
 A, B, GPU = "tests/ch05/test_public.py::test_a", "tests/ch05/test_hidden.py::test_b", "tests/ch05/test_hidden.py::test_gpu"
 
 
-def chapter() -> ChapterResult:
+def chapter(device: str = "cpu") -> ChapterResult:
     specs = [TestSpec(A, "test_a", "ch05.forward", 2), TestSpec(B, "test_b", "ch05.train", 3, hidden=True),
              TestSpec(GPU, "test_gpu", "ch05.train", 1, hidden=True, gpu=True)]
-    return ChapterResult.from_specs("05", specs, "hash")
+    return ChapterResult.from_specs("05", specs, "hash", device)
 
 
 def line(**msg) -> bytes:
@@ -36,15 +36,17 @@ def result(nodeid: str, outcome: str = "passed", **extra) -> bytes:
 
 def honest(cr: ChapterResult) -> ResultStream:
     stream = ResultStream(cr)
-    assert stream.feed(collected(A, B, GPU)) == [Action.ACK]
+    assert stream.feed(collected(A, B, GPU)) == [ACK]
     return stream
 
 
 def test_an_honest_stream_is_recorded_test_by_test():
     cr = chapter()
     stream = honest(cr)
-    assert stream.feed(result(A) + result(B, "failed", message="gradient is 2x too small")) == []
-    assert stream.feed(result(GPU, "skipped", message="needs a CUDA GPU") + line(type="done", exit_code=1, device="cpu")) == []
+    assert stream.feed(result(A) + result(B, "failed", message="gradient is 2x too small")) == [
+        started(A), finished(A), started(B), finished(B)]
+    assert stream.feed(result(GPU, "skipped", message="needs a CUDA GPU")
+                       + line(type="done", exit_code=1, device="cpu")) == [started(GPU), finished(GPU)]
     assert not cr.tampered and stream.done is not None and stream.current is None
     assert [t.outcome for t in cr.tests.values()] == [Outcome.PASSED, Outcome.FAILED, Outcome.SKIPPED]
     assert cr.tests[B].message == "gradient is 2x too small"
@@ -55,8 +57,10 @@ def test_a_message_split_across_reads_is_reassembled():
     cr = chapter()
     stream = honest(cr)
     data = result(A)
+    actions = []
     for i in range(len(data)):
-        assert stream.feed(data[i:i + 1]) == []
+        actions += stream.feed(data[i:i + 1])
+    assert actions == [started(A), finished(A)]
     assert cr.tests[A].outcome == Outcome.PASSED and not cr.tampered
 
 
@@ -75,7 +79,7 @@ def test_forged_lines_are_violations_and_earn_nothing(forged):
     stream.feed(forged)
     assert cr.tampered, "a forged line must be recorded"
     assert all(not t.reported for t in cr.tests.values())
-    assert all(t.outcome == Outcome.FAILED for t in cr.tests.values())
+    assert cr.score == 0 and all(t.outcome != Outcome.PASSED for t in cr.tests.values())
 
 
 def test_a_repeated_result_is_a_violation_and_keeps_the_first():
@@ -117,7 +121,7 @@ def test_a_collection_that_differs_from_the_manifest_stops_the_run_as_the_grader
     cr = chapter()
     stream = ResultStream(cr)
     actions = stream.feed(collected(A, B, GPU, "tests/ch05/test_public.py::test_extra"))
-    assert actions == [Action.STOP] and stream.stopped
+    assert actions == [STOP] and stream.stopped
     assert cr.status == Status.ERROR and "could not be collected" in cr.reason
     assert not cr.tampered  # not the student's fault by itself
     assert stream.feed(result(A)) == [] and not cr.tests[A].reported
@@ -125,16 +129,16 @@ def test_a_collection_that_differs_from_the_manifest_stops_the_run_as_the_grader
 
 def test_a_collection_missing_a_test_or_with_errors_stops_the_run():
     cr = chapter()
-    assert ResultStream(cr).feed(collected(A, B)) == [Action.STOP]
+    assert ResultStream(cr).feed(collected(A, B)) == [STOP]
     cr = chapter()
-    assert ResultStream(cr).feed(collected(A, B, GPU, collection_errors=["boom"])) == [Action.STOP]
+    assert ResultStream(cr).feed(collected(A, B, GPU, collection_errors=["boom"])) == [STOP]
     assert "boom" in cr.reason
 
 
 def test_tests_already_graded_by_an_earlier_run_are_not_expected_again():
     cr = chapter()
     stream = ResultStream(cr, skip=frozenset({A}))
-    assert stream.feed(collected(B, GPU)) == [Action.ACK]
+    assert stream.feed(collected(B, GPU)) == [ACK]
     stream.feed(result(A))
     assert not cr.tests[A].reported and cr.tampered
 
@@ -146,7 +150,7 @@ def test_an_oversized_stream_stops_the_run():
     actions = []
     for _ in range(STREAM_LIMIT // len(junk) + 1):
         actions += stream.feed(junk)
-    assert actions == [Action.STOP] and any("far more data" in t for t in cr.tampered)
+    assert actions == [STOP] and any("far more data" in t for t in cr.tampered)
 
 
 def test_an_overlong_line_is_dropped():
@@ -163,11 +167,25 @@ def test_a_skip_that_is_not_a_gpu_test_without_a_gpu_is_a_failure():
     stream = honest(cr)
     stream.feed(result(A, "skipped", message="not today"))
     assert cr.tests[A].outcome == Outcome.FAILED and "skipped from inside the code under test" in cr.tests[A].message
-    cr = chapter()
+    cr = chapter("cuda")
     stream = ResultStream(cr)
-    stream.feed(line(type="collected", tests=[{"nodeid": n} for n in (A, B, GPU)], device="cuda"))
+    stream.feed(collected(A, B, GPU))
     stream.feed(result(GPU, "skipped", message="skip"))  # a GPU machine: skipping the GPU test is no excuse
-    assert cr.tests[GPU].outcome == Outcome.FAILED
+    assert cr.tests[GPU].outcome == Outcome.FAILED and cr.max_score == 6
+
+
+def test_points_possible_come_from_the_manifest_not_from_what_ran():
+    ran, missing = chapter(), chapter()
+    honest(ran).feed(result(A) + result(B) + result(GPU, "skipped", message="no GPU"))
+    missing.fail_all("ch05_linear_regression.py missing")
+    assert ran.max_score == missing.max_score == 5
+    assert missing.tests[GPU].outcome == Outcome.SKIPPED and missing.score == 0
+
+
+def test_a_gpu_test_reported_as_run_where_there_is_no_gpu_is_a_violation():
+    cr = chapter()
+    honest(cr).feed(result(GPU, "passed"))
+    assert cr.tampered and cr.score == 0 and cr.tests[GPU].outcome == Outcome.SKIPPED
 
 
 def test_audit_findings_and_odd_values_are_recorded_printably():
@@ -175,10 +193,9 @@ def test_audit_findings_and_odd_values_are_recorded_printably():
     stream = honest(cr)
     stream.feed(result(A, audit=["torch.allclose"], message="x"))
     stream.feed(line(type="start", nodeid=B) + line(type="test", nodeid=B, outcome="failed",
-                                                     message="bad \ud800 \x1b[31m", duration="NaN", audit="yes"))
+                                                     message="bad \ud800 \x1b[31m", duration=float("inf"),
+                                                     audit="yes"))
     assert any(t.startswith("torch.allclose was replaced") for t in cr.tampered)
     assert any("tamper audit" in t for t in cr.tampered)
     assert "\\ud800" in cr.tests[B].message and "\x1b" not in cr.tests[B].message
-    assert cr.tests[B].duration == 0.0
-    stream.feed(line(type="start", nodeid=GPU) + line(type="test", nodeid=GPU, outcome="skipped", duration=float("inf")))
-    assert cr.tests[GPU].duration == 0.0
+    assert cr.tests[B].duration == 0.0  # durations are the parent's own measurement, never the child's

@@ -1,0 +1,148 @@
+"""Grades that machine load cannot change, and points possible that are the same for all.
+
+Time limits count the CPU time of a submission's processes (an alarm in the child, and
+the parent's own measurement), with wall-clock limits only as backstops; a submission
+that hits a backstop is graded again alone before the limit counts. So a busy machine
+(a shared CI runner, a laptop at midnight) gives the same grades as a quiet one.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grader.calibration import scale
+from grader.paths import ROOT
+from grader.sandbox import Limits
+from hostile.cases import FILENAME, SOLUTION, at_import, in_function
+from hostile.harness import results, run_cli
+
+CH14 = "ch14_lenet_cifar.py"
+PER_TEST_CPU = 3  # seconds: the slow submission's test waits longer than this, and computes less
+SLOW = in_function("        return self.linear(x)\n",
+                   "import time as _t\n"
+                   "if not getattr(_t, '_waited', False):\n"
+                   "    _t._waited = True\n"
+                   f"    _t.sleep({PER_TEST_CPU + 1})\n"
+                   "    _c = _t.process_time()\n"
+                   "    while _t.process_time() - _c < 1.0:\n"
+                   "        pass\n")
+BROKEN = SOLUTION.replace("return self.linear(x)", "return self.linear(x) * 0", 1)
+
+
+def _cohort(folder: Path, files: dict[str, dict[str, str]]) -> Path:
+    for student, chapters in files.items():
+        (folder / student).mkdir(parents=True)
+        for name, text in chapters.items():
+            (folder / student / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def _grades(out: Path) -> list[dict[str, str]]:
+    with open(out / "grades.csv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class CpuHog:
+    """`n` busy processes, bounded in time, ended on exit."""
+
+    def __init__(self, n: int) -> None:
+        code = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end:\n    pass\n"
+        self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+
+    def __enter__(self) -> "CpuHog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory) -> Path:
+    return _cohort(tmp_path_factory.mktemp("fair") / "subs", {
+        "honest": {FILENAME: SOLUTION}, "broken": {FILENAME: BROKEN}, "slow": {FILENAME: SLOW}})
+
+
+def _grade(subs: Path, out: Path, tmp: Path, per_test: float = PER_TEST_CPU):
+    run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2", "--timeout", f"{per_test:g}",
+                   "--cpu", "120", "-q"], tmp, timeout=900)
+    assert run.code == 0, run.explain()
+    return run
+
+
+def test_grades_are_the_same_beside_a_cpu_hog(small_cohort, tmp_path):
+    quiet = tmp_path / "quiet"
+    _grade(small_cohort, quiet, tmp_path)
+    with CpuHog(2 * (os.cpu_count() or 2)):
+        busy = tmp_path / "busy"
+        _grade(small_cohort, busy, tmp_path)
+    assert _grades(quiet) == _grades(busy)
+    by_student = {row["student"]: row for row in _grades(busy)}
+    assert by_student["honest"]["total"] == by_student["honest"]["max"]
+    assert float(by_student["broken"]["total"]) < float(by_student["broken"]["max"])
+    # correct but slow: it waits longer than the per-test limit, uses less CPU than it
+    assert by_student["slow"]["total"] == by_student["slow"]["max"], by_student["slow"]
+    for out in (quiet, busy):
+        chapter = results(out, "slow")["extra_data"]["chapters"]["05"]
+        slowest = max(chapter["durations"], key=chapter["durations"].get)
+        assert chapter["durations"][slowest] > PER_TEST_CPU, chapter["durations"]
+        assert chapter["cpu_seconds"][slowest] < PER_TEST_CPU, chapter["cpu_seconds"]
+
+
+def test_a_cpu_bound_loop_is_stopped_by_the_cpu_limit_even_with_the_alarm_switched_off(tmp_path):
+    spin = in_function("        return self.linear(x)\n", "while True:\n    pass")
+    disarmed = in_function("        return self.linear(x)\n",
+                           "import signal\nsignal.setitimer(signal.ITIMER_PROF, 0)\nwhile True:\n    pass")
+    subs = _cohort(tmp_path / "subs", {"spin": {FILENAME: spin}, "disarmed": {FILENAME: disarmed},
+                                       "honest": {FILENAME: SOLUTION}})
+    out = tmp_path / "out"
+    _grade(subs, out, tmp_path, per_test=1)
+    for student in ("spin", "disarmed"):
+        data = results(out, student)
+        failed = [t for t in data["tests"] if t["status"] == "failed"]
+        assert failed and all("CPU time" in t["output"] for t in failed), failed
+        assert data["extra_data"]["limits"]["test_cpu"] == 1
+    # the grader stopped the test from outside: the code had switched the alarm off
+    assert any("during this test" in t["output"] for t in results(out, "disarmed")["tests"])
+    assert results(out, "honest")["score"] == results(out, "honest")["extra_data"]["max_score"]
+
+
+def test_points_possible_are_the_same_for_every_student(tmp_path):
+    solution14 = (ROOT / "solutions" / CH14).read_text(encoding="utf-8")
+    subs = _cohort(tmp_path / "subs", {
+        "complete": {FILENAME: SOLUTION, CH14: solution14},
+        "no_ch14": {FILENAME: SOLUTION},
+        "crash_ch14": {FILENAME: SOLUTION, CH14: at_import("import os\nos._exit(3)", solution14)},
+        "syntax_ch05": {FILENAME: "def broken(:\n", CH14: solution14},
+    })
+    out = tmp_path / "out"
+    run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2", "--chapters", "05,14", "-q"],
+                  tmp_path, timeout=900)
+    assert run.code == 0, run.explain()
+    rows = _grades(out)
+    assert len(rows) == 4 and len({row["max"] for row in rows}) == 1, rows
+    complete = next(row for row in rows if row["student"] == "complete")
+    assert complete["total"] == complete["max"], complete
+    for chapter in ("05", "14"):
+        possible = {results(out, r["student"])["extra_data"]["chapters"][chapter]["max_score"] for r in rows}
+        assert len(possible) == 1, (chapter, possible)
+    # a GPU test on a machine without one is shown as not counted, never as passed
+    for r in rows:
+        for t in results(out, r["student"])["tests"]:
+            if "not counted" in t["tags"]:
+                assert "status" not in t and t["max_score"] == 0 and t["score"] == 0
+
+
+def test_limits_scale_with_the_calibration_and_stay_put_within_noise():
+    assert scale(0.7) == scale(1.0) == scale(1.49) == 1.0
+    assert scale(1.6) == 2.0 and scale(2.2) == 2.5
+    limits = Limits().scaled(2.0)
+    assert limits.test_cpu == 2 * Limits().test_cpu and limits.cpu == 2 * Limits().cpu
+    assert limits.wall_backstop >= 4 * limits.cpu and limits.test_wall > 4 * limits.test_cpu
