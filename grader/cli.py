@@ -82,11 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "forking this one (also: environment PRACTICE_NO_FORK=1)")
     p.set_defaults(func=check.cmd_check)
 
-    p = sub.add_parser("stubs", help="generate exercises/ from solutions/ (make exercises)",
-                       description="Write exercises/ from the marked regions of solutions/.")
-    p.add_argument("chapters", nargs="*", help="only these chapters (default: all)")
-    p.add_argument("--check", action="store_true", help="only report whether exercises/ is stale")
-    p.set_defaults(func=cmd_stubs)
+    if importlib.util.find_spec("grader.stubs") is not None:  # not in a student release
+        p = sub.add_parser("stubs", help="generate exercises/ from solutions/ (make exercises)",
+                           description="Write exercises/ from the marked regions of solutions/.")
+        p.add_argument("chapters", nargs="*", help="only these chapters (default: all)")
+        p.add_argument("--check", action="store_true", help="only report whether exercises/ is stale")
+        p.set_defaults(func=cmd_stubs)
 
     p = sub.add_parser("list", help="list the chapters (and with --tasks their graded tasks)")
     p.add_argument("--tasks", action="store_true")

@@ -36,6 +36,8 @@ from grader import gradebook
 from grader.paths import ROOT, SOLUTIONS, chapters_with_tests, datasets_dir, tests_dir
 from grader.syllabus import CHAPTERS, normalise_chapter
 
+EXIT_REGRADE = 3   # some submissions await a regrade (the grader failed, not the student)
+
 EXAMPLES = """\
 examples:
   grader grade examples/submissions -o gradebook            the demo cohort
@@ -80,6 +82,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="processes and threads per submission (default 128)")
     p.add_argument("--fsize", type=int, default=64, metavar="MB",
                    help="largest file a submission may write (default 64)")
+    p.add_argument("--disk", type=int, default=256, metavar="MB",
+                   help="size of each private tmpfs a submission writes to: HOME, /tmp, /var/tmp, "
+                        "/dev/shm (default 256; with the full sandbox)")
     p.add_argument("--force", action="store_true", help="regrade students already graded")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="grade only the K-th of N slices of the cohort (1-based; a student's "
@@ -228,7 +233,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                      f"(chapters with tests: {', '.join(tested) or 'none'}); use --chapters")
     mine = [s for s in subs if in_shard(s.student, shard)]
 
-    limits = sandbox.Limits(memory_mb=args.memory, nproc=args.nproc, fsize_mb=args.fsize)
+    limits = sandbox.Limits(memory_mb=args.memory, nproc=args.nproc, fsize_mb=args.fsize, disk_mb=args.disk)
     isolation = sandbox.probe_isolation()
     uids = sandbox.UidPool()
     out.mkdir(parents=True, exist_ok=True)
@@ -318,6 +323,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(gradebook.summary_table(records))
         print(f"\n{len(todo)} graded, {current} unchanged, in {time.monotonic() - started:.1f} s; "
               f"gradebook in {out}/grades.csv, report in {out}/report.html")
+    waiting = [r["extra_data"]["student"] for r in records if gradebook.needs_regrade(r)]
+    if waiting:
+        print(f"grader: {len(waiting)} submission(s) could not be graded because of a failure of the "
+              f"grader's own ({', '.join(waiting[:5])}{', ...' if len(waiting) > 5 else ''}); no score "
+              "was written for them; run the same command again to grade them", file=sys.stderr)
+        return EXIT_REGRADE
     return 0
 
 

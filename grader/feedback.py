@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import platform
+import re
 import shutil
 import time
 from pathlib import Path
@@ -64,6 +66,7 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
         "execution_time": round(result.wall, 3),
         "output": feedback,
         "output_format": "md",
+        "test_output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
@@ -77,6 +80,7 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
                                        {c: cr.tests_sha256 for c, cr in result.chapters.items()}),
             "files": dict(sub.file_hashes()),
             "unreadable": redact(sub.error, 300),
+            "regrade": result.regrade,
             "notes": [redact(n, 300) for n in sub.notes[:50]],
             "device": ",".join(devices) or "none",
             "chapters": chapters,
@@ -97,9 +101,25 @@ def _torch_version() -> str:
         return ""
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]!~|#])")
+
+
 def _md(text: str) -> str:
-    """Student-facing text inside markdown: no HTML, no table breaks, one line."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    """Text a student's code controls, inside markdown: one line, no HTML, and every
+    character that could start a link, an image, emphasis, code or a table cell escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(" ".join(str(text).split()), quote=False))
+
+
+def strict_json(value):
+    """`value` with every non-finite float (NaN, Infinity) replaced by None: results.json
+    must parse with strict JSON parsers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def feedback_md(result: SubmissionResult, redact: Redactor) -> str:
@@ -115,6 +135,9 @@ def feedback_md(result: SubmissionResult, redact: Redactor) -> str:
         out += [f"## ch{c} {chapter.title}: {cr.score:g} / {cr.max_score:g}", ""]
         if cr.status not in (Status.GRADED, Status.CRASHED):
             out += [f"**{status_text(cr.status)}**: {_md(redact(cr.reason, 600))}", ""]
+            if cr.status == Status.ERROR:
+                out += ["This is a failure of the grader, not of your work: no score was written, "
+                        "and the chapter is graded again on the next run.", ""]
             if cr.void or cr.status == Status.IMPORT_ERROR:
                 continue
         out += ["| task | points | result |", "| --- | ---: | --- |"]
@@ -147,7 +170,8 @@ def write_student(out: Path, result: SubmissionResult, redact: Redactor, limits:
     tmp.mkdir(parents=True)
     (tmp / "feedback.md").write_text(feedback, encoding="utf-8")
     (tmp / "log.txt").write_text(redact(result.log), encoding="utf-8")
-    (tmp / "results.json").write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    (tmp / "results.json").write_text(json.dumps(strict_json(data), indent=1, ensure_ascii=False,
+                                                 allow_nan=False), encoding="utf-8")
     replace_dir(tmp, out / student)
     return data
 

@@ -41,6 +41,18 @@ def flags_of(record: dict) -> str:
     return "; ".join(flags)
 
 
+def needs_regrade(record: dict) -> bool:
+    """The grader failed on this submission (not the student): it has no score yet."""
+    return bool(record["extra_data"].get("regrade"))
+
+
+def _cell(record: dict, chapter: str) -> str:
+    ch = record["extra_data"].get("chapters", {}).get(chapter)
+    if ch is None:
+        return ""
+    return "regrade" if ch["status"] == Status.ERROR else f"{ch['score']:g}"
+
+
 def write_grades_csv(out: Path, records: list[dict]) -> Path:
     chapters = sorted({c for r in records for c in r["extra_data"].get("chapters", {})})
     buf = io.StringIO()
@@ -49,8 +61,9 @@ def write_grades_csv(out: Path, records: list[dict]) -> Path:
     for r in records:
         chs = r["extra_data"].get("chapters", {})
         w.writerow([r["extra_data"]["student"]]
-                   + [f"{chs[c]['score']:g}" if c in chs else "" for c in chapters]
-                   + [f"{r['score']:g}", f"{r['extra_data'].get('max_score', 0):g}", flags_of(r)])
+                   + [_cell(r, c) for c in chapters]
+                   + ["regrade" if needs_regrade(r) else f"{r['score']:g}",
+                      f"{r['extra_data'].get('max_score', 0):g}", flags_of(r)])
     path = out / "grades.csv"
     tmp = out / f".grades.csv.{os.getpid()}.tmp"
     tmp.write_text(buf.getvalue(), encoding="utf-8")
@@ -59,20 +72,31 @@ def write_grades_csv(out: Path, records: list[dict]) -> Path:
 
 
 def summary_table(records: list[dict]) -> str:
+    """Score statistics per chapter and in total, over the submissions that have a score
+    (those awaiting a regrade are counted apart), then the flagged students."""
     if not records:
         return "no graded submissions"
     chapters = sorted({c for r in records for c in r["extra_data"].get("chapters", {})})
     lines = [f"{'chapter':8} {'max':>5} {'mean':>6} {'median':>6} {'min':>5} {'max':>5}  full marks"]
     for c in chapters:
-        scores = [r["extra_data"]["chapters"][c]["score"] for r in records if c in r["extra_data"]["chapters"]]
-        top = max(r["extra_data"]["chapters"][c]["max_score"] for r in records if c in r["extra_data"]["chapters"])
+        graded = [r["extra_data"]["chapters"][c] for r in records if c in r["extra_data"]["chapters"]]
+        top = max(ch["max_score"] for ch in graded)
+        scores = [ch["score"] for ch in graded if ch["status"] != Status.ERROR]
+        if not scores:
+            lines.append(f"ch{c:6} {top:5g}  (all awaiting a regrade)")
+            continue
         full = sum(s >= top for s in scores)
         lines.append(f"ch{c:6} {top:5g} {statistics.mean(scores):6.2f} {statistics.median(scores):6g} "
                      f"{min(scores):5g} {max(scores):5g}  {full}/{len(scores)}")
-    totals = [r["score"] for r in records]
-    lines.append(f"{'total':8} {max(r['extra_data'].get('max_score', 0) for r in records):5g} "
-                 f"{statistics.mean(totals):6.2f} {statistics.median(totals):6g} {min(totals):5g} "
-                 f"{max(totals):5g}")
+    totals = [r["score"] for r in records if not needs_regrade(r)]
+    if totals:
+        lines.append(f"{'total':8} {max(r['extra_data'].get('max_score', 0) for r in records):5g} "
+                     f"{statistics.mean(totals):6.2f} {statistics.median(totals):6g} {min(totals):5g} "
+                     f"{max(totals):5g}")
+    waiting = sum(needs_regrade(r) for r in records)
+    if waiting:
+        lines.append(f"{waiting} submission(s) await a regrade: the grader failed on them (see flags); "
+                     "run the same command again")
     flagged = [(r["extra_data"]["student"], flags_of(r)) for r in records if flags_of(r)]
     if flagged:
         lines += ["", "flagged:"]

@@ -257,7 +257,7 @@ def impl(request: pytest.FixtureRequest):
 def device():
     """CUDA when available, else CPU."""
     import torch
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(_device_name())
 
 
 @pytest.fixture(name="datasets_dir")

@@ -48,7 +48,7 @@ class Status(_Text):
     TAMPERED = "tampered"
     TIMEOUT = "timeout"
     CRASHED = "crashed"
-    ERROR = "error"            # the grader's own failure: regrade, never the student's score
+    ERROR = "error"            # the grader's own failure: graded again on the next run, never a score
     UNREADABLE = "unreadable"
 
     @property
@@ -69,7 +69,7 @@ STATUS_TEXT = {
     Status.TAMPERED: "TAMPERED",
     Status.TIMEOUT: "time limit",
     Status.CRASHED: "crashed",
-    Status.ERROR: "could not grade",
+    Status.ERROR: "error: regrade",
     Status.UNREADABLE: "unreadable submission",
 }
 
@@ -317,3 +317,8 @@ class SubmissionResult:
     @property
     def max_score(self) -> float:
         return sum(c.max_score for c in self.chapters.values())
+
+    @property
+    def regrade(self) -> list[str]:
+        """Chapters the grader itself failed on: no score, graded again on the next run."""
+        return sorted(c for c, cr in self.chapters.items() if cr.status == Status.ERROR)

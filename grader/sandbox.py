@@ -49,6 +49,10 @@ SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWIPC = 0x08000000
+# Shared writable places a job gets a private, size-limited copy of (in its mount namespace):
+# nothing written there is seen by another job or outlives the job.
+PRIVATE_SHARED = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
@@ -69,6 +73,7 @@ class Limits:
     memory_mb: int = 2048          # address space beyond what the warm parent already maps
     nproc: int = 128               # processes and threads of the slot's uid
     fsize_mb: int = 64             # largest file the code may write
+    disk_mb: int = 256             # HOME, /tmp, /var/tmp, /dev/shm, /run/lock: each a tmpfs this large
     nofile: int = 1024             # open file descriptors
 
     @property
@@ -99,6 +104,7 @@ class Isolation:
     root: bool = False
     network_namespace: bool = False
     mount_namespace: bool = False
+    ipc_namespace: bool = False
     drop_privileges: bool = False
     # folders other users cannot reach (e.g. python under /root/.pyenv): (blocked ancestor,
     # [needed paths below it]); in the mount namespace the ancestor is covered by an empty
@@ -114,8 +120,11 @@ class Isolation:
             return "WEAK: student code runs as root (" + "; ".join(self.notes) + ")"
         parts = ["separate uid per job"]
         parts.append("no network (namespace)" if self.network_namespace else "network blocked by the plugin only")
-        parts.append("instructor folders hidden (mount namespace)" if self.mount_namespace
+        parts.append("instructor folders hidden, private size-limited HOME, /tmp and /dev/shm "
+                     "(mount namespace)" if self.mount_namespace
                      else "instructor folders protected by permissions only")
+        parts.append("private IPC objects (namespace)" if self.ipc_namespace
+                     else "IPC objects removed after each job only")
         return ", ".join(parts)
 
 
@@ -180,7 +189,8 @@ def probe_isolation() -> Isolation:
     if not iso.root or not sys.platform.startswith("linux"):
         return iso
     with tempfile.TemporaryDirectory() as scratch:
-        for flag, attr in ((CLONE_NEWNET, "network_namespace"), (CLONE_NEWNS, "mount_namespace")):
+        for flag, attr in ((CLONE_NEWNET, "network_namespace"), (CLONE_NEWNS, "mount_namespace"),
+                           (CLONE_NEWIPC, "ipc_namespace")):
             pid = fork_child(lambda flag=flag: _try_namespace(flag, scratch))
             _, status = os.waitpid(pid, 0)
             ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
@@ -370,13 +380,27 @@ def process_cpu(pid: int) -> float:
 WORK_PREFIX = "grader-work-"
 
 
+def work_base() -> Path:
+    """Where working folders live: outside /tmp as root, because each job gets a private
+    /tmp (PRIVATE_SHARED) that would hide them; the temp folder otherwise."""
+    chosen = os.environ.get("PRACTICE_GRADER_WORK")
+    if chosen:
+        return Path(chosen)
+    if os.geteuid() == 0:
+        base = Path("/var/lib/pytorch-practice-grader")
+        base.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(base, 0o755)
+        return base
+    return Path(tempfile.gettempdir())
+
+
 class WorkRoot:
     """The folder holding this run's working folders, locked while the run lives so a
     later run can tell its own leftovers (after a kill -9) from a concurrent run's."""
 
     def __init__(self) -> None:
         clean_stale_work_roots()
-        self.path = Path(tempfile.mkdtemp(prefix=WORK_PREFIX))
+        self.path = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_base()))
         os.chmod(self.path, 0o755)
         self._lock = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
@@ -387,7 +411,7 @@ class WorkRoot:
 
 
 def clean_stale_work_roots() -> None:
-    for folder in Path(tempfile.gettempdir()).glob(WORK_PREFIX + "*"):
+    for folder in work_base().glob(WORK_PREFIX + "*"):
         try:
             fd = os.open(folder / ".lock", os.O_RDWR | os.O_CLOEXEC)
         except OSError:
@@ -506,7 +530,8 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
     then the switch to the slot's uid. Raises if the sandbox cannot be entered."""
     if isolation.root:
         flags = (CLONE_NEWNET if isolation.network_namespace else 0) | \
-                (CLONE_NEWNS if isolation.mount_namespace else 0)
+                (CLONE_NEWNS if isolation.mount_namespace else 0) | \
+                (CLONE_NEWIPC if isolation.ipc_namespace else 0)
         if flags:
             _unshare(flags)
         if isolation.mount_namespace:
@@ -518,6 +543,7 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
                            "size=4k,mode=0755")
                 except OSError:
                     pass  # permissions still protect it
+            _private_tmpfs(ws, limits)
     _set_limits(limits, isolation.root)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
     os.environ.clear()
@@ -536,6 +562,18 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
         os._exit(1)
     os.chdir(ws.home)
     sys.dont_write_bytecode = True
+
+
+def _private_tmpfs(ws: Workspace, limits: Limits) -> None:
+    """HOME and the machine's shared writable folders become empty, size-limited tmpfs
+    mounts private to this job: a disk quota, and no files shared with other jobs."""
+    size = f"size={limits.disk_mb}m"
+    _mount("tmpfs", str(ws.home), "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=0700,uid={ws.uid},gid={ws.gid}")
+    ws.tmp.mkdir(mode=0o700)
+    os.chown(ws.tmp, ws.uid, ws.gid)
+    for folder in PRIVATE_SHARED:
+        if os.path.isdir(folder) and not os.path.islink(folder) and not ws.path.is_relative_to(folder):
+            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
 
 
 def _reopen(ws: Workspace, reopen: list[tuple[str, list[str]]]) -> None:

@@ -253,7 +253,9 @@ class Scheduler:
     # -- children
     def _fork(self, run: Run) -> None:
         job, s = run.job, self.settings
-        extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short",
+        # --confcutdir: collection never looks above the working folder (a link elsewhere
+        # on the machine that the student's uid cannot follow would fail it).
+        extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short", f"--confcutdir={job.ws.path}",
                  "-W", "ignore::pytest.PytestAssertRewriteWarning",
                  "--timeout", "0",  # no wall-clock limit in the child: the CPU alarm instead
                  "--cpu-timeout", f"{s.limits.test_cpu:g}",

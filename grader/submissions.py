@@ -96,7 +96,10 @@ def discover(folder: Path) -> tuple[list[Submission], list[str]]:
     for entry in sorted(folder.iterdir(), key=lambda p: os.fsencode(p.name)):
         raw = student_name(entry)
         if raw is None:
-            if not entry.name.startswith("."):
+            if entry.name.startswith("."):
+                skipped.append(f"{printable(entry.name)}: a hidden name (starts with '.'); skipped: "
+                               "rename it to grade it")
+            else:
                 skipped.append(f"{printable(entry.name)}: not a folder, .zip or .tar.gz; skipped")
             continue
         found.setdefault(raw, []).append(entry)
@@ -193,6 +196,7 @@ def _zip_entries(path: Path) -> list[_Entry]:
     infos = zf.infolist()
     if len(infos) > MEMBER_LIMIT:
         raise Unreadable(f"the archive has {len(infos)} entries (at most {MEMBER_LIMIT})")
+    _refuse_duplicates(info.filename.replace("\\", "/") for info in infos)
     entries = []
     for info in infos:
         parts = _safe_parts(info.filename.replace("\\", "/"))
@@ -208,6 +212,20 @@ def _zip_entries(path: Path) -> list[_Entry]:
         else:
             entries.append(_Entry(parts, _zip_loader(zf, info), info.file_size))
     return entries
+
+
+def _refuse_duplicates(names) -> None:
+    """An archive that holds one path twice has no single meaning (tools disagree on which
+    copy wins): it is refused with its reason rather than graded from either copy."""
+    seen: set[tuple[str, ...]] = set()
+    for name in names:
+        parts = _safe_parts(name)
+        if parts is None:
+            continue
+        if parts in seen:
+            raise Unreadable(f"the archive holds {printable('/'.join(parts))} more than once: "
+                             "make a new archive with one copy of each file")
+        seen.add(parts)
 
 
 def _zip_loader(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
@@ -251,12 +269,17 @@ def _tar_entries(path: Path) -> list[_Entry]:
         inner = raw
     stream = io.BufferedReader(_Capped(inner, EXPANDED_LIMIT))
     entries = []
+    names: set[tuple[str, ...]] = set()
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tf:
             for count, member in enumerate(tf, 1):
                 if count > MEMBER_LIMIT:
                     raise Unreadable(f"the archive has more than {MEMBER_LIMIT} entries")
                 parts = _safe_parts(member.name)
+                if parts is not None and not member.isdir():
+                    if parts in names:
+                        _refuse_duplicates(["/".join(parts)] * 2)
+                    names.add(parts)
                 if parts is None:
                     entries.append(_Entry((member.name,), None, 0, "unsafe path"))
                 elif member.isdir():
