@@ -7,8 +7,9 @@ limits, namespaces and the switch to the slot's unprivileged uid.
 """
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from grader import sandbox
@@ -32,8 +33,31 @@ class ChildPlan:
     parent: int                     # the grader's pid, to die with it
 
 
+def plan_to_dict(args: list[str], ws: sandbox.Workspace, limits: sandbox.Limits,
+                 isolation: sandbox.Isolation, hide: list[Path], datasets: Path, tests_root: Path,
+                 skip: frozenset[str]) -> dict:
+    """A plan as plain data, to send to the zygote (the descriptors travel separately)."""
+    return {"args": list(args), "workspace": [str(ws.path), ws.uid, ws.gid],
+            "limits": asdict(limits), "isolation": asdict(isolation), "hide": [str(p) for p in hide],
+            "datasets": str(datasets), "tests_root": str(tests_root), "skip": sorted(skip)}
+
+
+def plan_from_dict(d: dict, result_fd: int, ack_fd: int, parent: int) -> ChildPlan:
+    path, uid, gid = d["workspace"]
+    isolation = dict(d["isolation"])
+    isolation["reopen"] = [(top, list(paths)) for top, paths in isolation.get("reopen", [])]
+    return ChildPlan(list(d["args"]), sandbox.Workspace(Path(path), int(uid), int(gid)),
+                     sandbox.Limits(**d["limits"]), sandbox.Isolation(**isolation),
+                     [Path(p) for p in d["hide"]], Path(d["datasets"]), Path(d["tests_root"]),
+                     frozenset(d["skip"]), result_fd, ack_fd, parent)
+
+
 def run(plan: ChildPlan) -> int:
     forget_test_modules(plan.tests_root)
+    # pytest (and print) write through copies of fds 1 and 2: student code that closes the
+    # standard descriptors must not take the test session down with it.
+    sys.stdout = open(os.dup(1), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.stderr = open(os.dup(2), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
     ws = plan.workspace
     sandbox.enter(ws, plan.limits, plan.isolation, plan.hide,
                   sandbox.child_env(ws, plan.datasets), plan.parent)

@@ -36,6 +36,10 @@ from grader import gradebook
 from grader.paths import ROOT, SOLUTIONS, chapters_with_tests, datasets_dir, tests_dir
 from grader.syllabus import CHAPTERS, normalise_chapter
 
+UNSAFE = ("refusing to grade without the full sandbox: student code would run as you, could read "
+          "solutions/ and the hidden tests, rewrite other students' results, reach the network and "
+          "outlive the run; run as root (sudo, a container, a CI runner) on Linux, or pass "
+          "--unsafe-limited to grade anyway")
 EXIT_REGRADE = 3   # some submissions await a regrade (the grader failed, not the student)
 
 EXAMPLES = """\
@@ -85,6 +89,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--disk", type=int, default=256, metavar="MB",
                    help="size of each private tmpfs a submission writes to: HOME, /tmp, /var/tmp, "
                         "/dev/shm (default 256; with the full sandbox)")
+    p.add_argument("--unsafe-limited", action="store_true",
+                   help="grade without the full sandbox (not root, or no way to drop privileges): "
+                        "limits still apply, but student code runs as you and is not kept from your "
+                        "files, the network or other students' results")
     p.add_argument("--force", action="store_true", help="regrade students already graded")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="grade only the K-th of N slices of the cohort (1-based; a student's "
@@ -195,9 +203,6 @@ def _progress(total: int, quiet: bool):
 # --------------------------------------------------------------------------- grade
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from grader import feedback, manifest, sandbox, submissions as found
-    from grader.redact import Redactor
-
     started = time.monotonic()
     submissions = Path(args.submissions).resolve()
     if not submissions.is_dir():
@@ -213,6 +218,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     if out == submissions or submissions.is_relative_to(out) or out.is_relative_to(submissions):
         return _fail("OUT must not be the submissions folder, inside it, or contain it")
+
+    # Before a single submission or hidden test is read: the clean parent of every process
+    # that will run student code.
+    from grader.zygote import Zygote
+    zygote = Zygote()
+    try:
+        return _grade(args, zygote, started, submissions, shard, tests_root, datasets, out)
+    finally:
+        zygote.close()
+
+
+def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: Path, datasets: Path,
+           out: Path) -> int:
+    from grader import feedback, manifest, sandbox, submissions as found
+    from grader.calibration import Calibration
+    from grader.redact import Redactor
 
     # find
     subs, skipped = found.discover(submissions)
@@ -235,6 +256,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     limits = sandbox.Limits(memory_mb=args.memory, nproc=args.nproc, fsize_mb=args.fsize, disk_mb=args.disk)
     isolation = sandbox.probe_isolation()
+    if not isolation.drop_privileges and not args.unsafe_limited:
+        return _fail(UNSAFE)
     uids = sandbox.UidPool()
     out.mkdir(parents=True, exist_ok=True)
     feedback.clean_leftovers(out)
@@ -255,11 +278,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
         calibration = None
         if todo:
             uids.acquire(args.jobs)
-            _warm_up(chapters, tests_root)
-            manifests, errors = manifest.collect_manifests(chapters, tests_root, hashes)
-            if args.timeout is None or args.cpu is None:
-                from grader.calibration import calibrate
-                calibration = calibrate()
+            warm = zygote.warm_up(_needs_vision(chapters, tests_root),
+                                  calibrate=args.timeout is None or args.cpu is None)
+            manifests, errors = manifest.collect_manifests(
+                chapters, tests_root, hashes, lambda a, fd: zygote.fork("collect", {"args": a}, [fd]))
+            if warm.get("calibration"):
+                calibration = Calibration(**warm["calibration"])
                 limits = limits.scaled(calibration.factor)
         else:
             manifests, errors = {}, {}
@@ -279,7 +303,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                             datasets=datasets, tests_root=tests_root,
                             hide=hidden_paths(ROOT, tests_root, submissions, out,
                                               [k.resolve() for k in keep]),
-                            chapters=chapters, manifests=manifests)
+                            chapters=chapters, manifests=manifests, zygote=zygote)
         if not args.quiet:
             shard_text = f", shard {shard[0]}/{shard[1]}" if shard else ""
             print(f"grading {len(todo)} of {len(subs)} submissions{shard_text} "
@@ -336,20 +360,13 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _warm_up(chapters: list[str], tests_root: Path) -> None:
-    """Import everything children need once, in this process, then freeze the heap.
-
-    torchvision (seconds to import, as it pulls in torch's compiler stack) only when a
-    graded chapter's tests or reference solution mention it; other children never pay."""
-    from grader.process import warm_up
-
+def _needs_vision(chapters: list[str], tests_root: Path) -> bool:
+    """Whether the zygote should import torchvision (seconds, as it pulls in torch's compiler
+    stack): only when a graded chapter's tests or reference solution mention it."""
     files = [p for c in chapters for p in (tests_root / f"ch{c}").glob("*.py")]
     files += [SOLUTIONS / CHAPTERS[c].filename for c in chapters]
-    vision = any(p.is_file() and "torchvision" in p.read_text(encoding="utf-8", errors="replace")
-                 for p in files)
-    import grader.guard  # noqa: F401 - takes the tamper audit's reference identities
-    import grader.testing  # noqa: F401
-    warm_up(vision=vision)
+    return any(p.is_file() and "torchvision" in p.read_text(encoding="utf-8", errors="replace")
+               for p in files)
 
 
 def _rebuild(out: Path) -> list[dict]:

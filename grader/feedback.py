@@ -81,6 +81,7 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
             "files": dict(sub.file_hashes()),
             "unreadable": redact(sub.error, 300),
             "regrade": result.regrade,
+            "review": [redact(line, 200) for line in sub.review],  # instructors only: never a score
             "notes": [redact(n, 300) for n in sub.notes[:50]],
             "device": ",".join(devices) or "none",
             "chapters": chapters,
@@ -94,10 +95,10 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
 
 
 def _torch_version() -> str:
+    from importlib import metadata
     try:
-        import torch
-        return torch.__version__
-    except ImportError:  # pragma: no cover
+        return metadata.version("torch")  # without importing it: the grader process never does
+    except metadata.PackageNotFoundError:  # pragma: no cover
         return ""
 
 

@@ -38,6 +38,9 @@ def flags_of(record: dict) -> str:
     for c, ch in sorted(extra.get("chapters", {}).items()):
         if ch["status"] not in (Status.GRADED, Status.UNREADABLE):
             flags.append(f"ch{c} {status_text(ch['status'])}")
+    review = extra.get("review") or []
+    if review:
+        flags.append(f"review ({len(review)}): " + "; ".join(review[:3]) + ("; ..." if len(review) > 3 else ""))
     return "; ".join(flags)
 
 
@@ -59,7 +62,6 @@ def write_grades_csv(out: Path, records: list[dict]) -> Path:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["student"] + [f"ch{c}" for c in chapters] + ["total", "max", "flags"])
     for r in records:
-        chs = r["extra_data"].get("chapters", {})
         w.writerow([r["extra_data"]["student"]]
                    + [_cell(r, c) for c in chapters]
                    + ["regrade" if needs_regrade(r) else f"{r['score']:g}",

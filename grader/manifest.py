@@ -14,9 +14,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from grader.paths import ROOT
-from grader.process import fork_child, run_pytest_main
+from grader.process import run_pytest_main
 from grader.results import TestSpec
 from grader.syllabus import CHAPTERS
 
@@ -73,31 +74,33 @@ def _string_constants(source: str) -> list[str]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str)]
 
 
-def collect_manifests(chapters: list[str], tests_root: Path,
-                      hashes: dict[str, str]) -> tuple[dict[str, Manifest], dict[str, str]]:
-    """Collect the chapters' tests in a forked child that never sees student code.
-
-    `hashes`: chapter -> tests_hash, computed once by the caller. Returns the manifests
-    and, per chapter that could not be collected, the reason."""
+def collect_in_child(args: list[str], write_fd: int) -> int:
+    """The collect-only child's body: pytest with the guard, which streams what it collected."""
     from grader.guard import Guard
+    run_pytest_main(args, [Guard(write_fd)])  # collection errors travel in the stream
+    return 0
 
+
+def collect_manifests(chapters: list[str], tests_root: Path, hashes: dict[str, str],
+                      fork: Callable[[list[str], int], None]) -> tuple[dict[str, Manifest], dict[str, str]]:
+    """Collect the chapters' tests in a child that never sees student code.
+
+    `hashes`: chapter -> tests_hash, computed once by the caller. `fork(args, write_fd)`
+    starts the child (`collect_in_child`), from the zygote. Returns the manifests and,
+    per chapter that could not be collected, the reason."""
     folders = [str(tests_root / f"ch{c}") for c in chapters]
     read_fd, write_fd = os.pipe()
     args = folders + ["--collect-only", "-q", "-p", "no:cacheprovider", "--noconftest",
                       f"--confcutdir={tests_root.parent}",
                       "--import-mode=importlib", "-c", os.devnull, "--rootdir", str(tests_root.parent)]
-
-    def child() -> int:
-        run_pytest_main(args, [Guard(write_fd)])  # collection errors travel in the stream
-        return 0
-
-    pid = fork_child(child, keep={write_fd})
-    os.close(write_fd)
+    try:
+        fork(args, write_fd)
+    finally:
+        os.close(write_fd)
     data = bytearray()
     while chunk := os.read(read_fd, 1 << 16):
         data += chunk
     os.close(read_fd)
-    os.waitpid(pid, 0)
     collected = None
     for line in data.decode("utf-8", "replace").splitlines():
         try:

@@ -165,6 +165,17 @@ def become_subreaper() -> None:
         pass
 
 
+def die_with_parent() -> None:
+    """This process is killed when its parent exits (and exits now if it already has)."""
+    parent = os.getppid()
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def blocked_ancestor(path: Path) -> Path | None:
     """The first folder on the way to `path` that other users cannot traverse."""
     path = Path(path).resolve()

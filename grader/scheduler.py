@@ -24,12 +24,13 @@ from typing import Callable, Iterable, Iterator
 
 from grader import child, sandbox
 from grader.manifest import Manifest
-from grader.process import LogBuffer, chapter_test_args, death_reason, fork_child, kill_group
+from grader.process import LogBuffer, chapter_test_args, death_reason, kill_group
 from grader.protocol import ACK, STOP, Action, ResultStream
 from grader.redact import printable
 from grader.results import ChapterResult, Outcome, Status, SubmissionResult
 from grader.submissions import Submission
 from grader.syllabus import CHAPTERS
+from grader.zygote import Zygote
 
 MAX_CRASHES = 4                 # fresh children per chapter after crashes
 TICK = 0.25                     # seconds between CPU-time samples of running children
@@ -58,6 +59,7 @@ class Settings:
     hide: list[Path]
     chapters: list[str]
     manifests: dict[str, Manifest]
+    zygote: Zygote                   # forks every child that runs student code
 
 
 class Run:
@@ -136,7 +138,7 @@ class Scheduler:
         old_handler = signal.signal(signal.SIGCHLD, lambda *_: None)
         old_wakeup = signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
-        sandbox.become_subreaper()
+        self.selector.register(self.settings.zygote.events, selectors.EVENT_READ, None)
         try:
             while True:
                 for slot in range(len(self.uids)):
@@ -165,6 +167,7 @@ class Scheduler:
             signal.set_wakeup_fd(old_wakeup)
             signal.signal(signal.SIGCHLD, old_handler)
             self.selector.unregister(self.wake_r)
+            self.selector.unregister(self.settings.zygote.events)
             os.close(self.wake_r)
             os.close(self.wake_w)
 
@@ -234,13 +237,8 @@ class Scheduler:
         if run is not None and run.pid:
             kill_group(run.pid)
             self._close_run(run)
-            if run.pid in self.runs_by_pid:
+            if run.pid in self.runs_by_pid:  # the zygote reaps it and reports the exit
                 del self.runs_by_pid[run.pid]
-                if run.pid not in self.exited:
-                    try:
-                        os.waitpid(run.pid, 0)
-                    except ChildProcessError:
-                        pass
                 self.exited.pop(run.pid, None)
         stray: list[str] = []
         if job.ws.path.exists():
@@ -265,16 +263,17 @@ class Scheduler:
         res_r, res_w = os.pipe()
         log_r, log_w = os.pipe()
         ack_r, ack_w = os.pipe()
-        plan = child.ChildPlan(args, job.ws, s.limits, s.isolation, s.hide, s.datasets, s.tests_root,
-                               run.stream.skip, res_w, ack_r, os.getpid())
+        plan = child.plan_to_dict(args, job.ws, s.limits, s.isolation, s.hide, s.datasets, s.tests_root,
+                                  run.stream.skip)
         try:
-            pid = fork_child(lambda: child.run(plan), keep={res_w, ack_r}, output=log_w)
+            pid = s.zygote.fork("grade", {"plan": plan}, [res_w, ack_r, log_w])
         except OSError:
-            for fd in (res_r, res_w, log_r, log_w, ack_r, ack_w):
+            for fd in (res_r, log_r, ack_w):
                 os.close(fd)
             raise
-        for fd in (res_w, log_w, ack_r):
-            os.close(fd)
+        finally:
+            for fd in (res_w, log_w, ack_r):
+                os.close(fd)
         run.pid, run.result_fd, run.log_fd, run.ack_fd = pid, res_r, log_r, ack_w
         for fd, kind in ((res_r, "result"), (log_r, "log")):
             _nonblocking(fd)
@@ -287,12 +286,13 @@ class Scheduler:
         timeout = TICK if any(j.run for j in self.jobs.values()) else 1.0
         for key, _ in self.selector.select(timeout):
             if key.data is None:
-                try:
-                    while os.read(self.wake_r, 4096):
+                if key.fd == self.wake_r:
+                    try:
+                        while os.read(self.wake_r, 4096):
+                            pass
+                    except BlockingIOError:
                         pass
-                except BlockingIOError:
-                    pass
-                continue
+                continue  # children's exits are read in _advance
             run, kind = key.data
             self._read(run, kind)
 
@@ -401,17 +401,11 @@ class Scheduler:
 
     def _advance(self) -> list[SubmissionResult]:
         """Reap children, enforce deadlines, move finished runs on."""
-        while True:
-            try:
-                pid, status, usage = os.wait4(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        for pid, status, cpu in self.settings.zygote.exits():
             if pid in self.runs_by_pid:
                 self.exited[pid] = status
                 run = self.runs_by_pid[pid]  # the child and every process it waited for
-                run.cpu = max(run.cpu, usage.ru_utime + usage.ru_stime)
+                run.cpu = max(run.cpu, cpu)
         now = time.monotonic()
         done = []
         for job in list(self.jobs.values()):
@@ -433,7 +427,6 @@ class Scheduler:
         self._read(run, "log", drain=True)
         kill_group(run.pid)
         sandbox.kill_uid(job.uid)
-        sandbox.kill_orphans(set(self.runs_by_pid))
         self._close_run(run)
         if run.stop is not None and run.stop.backstop and not job.solo:
             # A wall-clock limit on a shared machine may be the machine's doing, not the

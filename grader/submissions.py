@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from grader.redact import printable
+from grader.suspicious import scan_files
 from grader.syllabus import CHAPTERS, chapter_of_module
 
 FILE_CAP = 1 << 20              # a chapter file larger than 1 MB is not source code
@@ -47,6 +48,7 @@ class Submission:
     files: dict[str, bytes] = field(default_factory=dict)   # chapter filename -> content
     notes: list[str] = field(default_factory=list)          # skipped entries, odd names, ...
     error: str = ""                   # why the submission could not be read ("" if it could)
+    review: list[str] = field(default_factory=list)         # lines flagged for a person's review
     _hashes: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -139,6 +141,7 @@ def read(sub: Submission) -> Submission:
                     f"{printable(str(exc))[:200]}"
     if not sub.error and not sub.files:
         sub.error = _nothing_found(sub)
+    sub.review = scan_files(sub.files)
     return sub
 
 

@@ -1,0 +1,169 @@
+"""The zygote: a clean, warm process that forks every process that will run student code.
+
+`grader grade` forks the zygote first, before it reads a single submission or hidden test.
+The zygote then imports torch, numpy, pytest and the grading plugins once (the expensive
+part, while the grader reads the cohort) and afterwards only forks: a grading child per
+(submission, chapter) run, and the collect-only child that makes the manifests. So a
+student's process descends from a parent that never held another submission's files, the
+gradebook or the hidden tests' text: walking frames or the heap from student code finds
+none of them.
+
+Two Unix sockets (SOCK_SEQPACKET, one message each) join the grader and the zygote:
+
+    control   grader -> zygote   {"op": "warm"|"collect"|"grade"|"quit", ...}, descriptors
+                                  passed alongside (SCM_RIGHTS); one reply per request
+    events    zygote -> grader   {"pid": ..., "status": ..., "cpu": ...} when a child ends
+
+The zygote reaps its children (it is their parent, and a subreaper for their orphans) and
+reports each exit with the child's CPU time; it kills every child and exits when the grader
+goes away. Linux only, like the rest of the cohort grader.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from grader import sandbox
+from grader.process import fork_child, kill_group
+
+MESSAGE = 1 << 16
+
+
+class Zygote:
+    """The grader's handle on its zygote."""
+
+    def __init__(self) -> None:
+        self.control, zygote_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.events, zygote_events = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        keep = {zygote_control.fileno(), zygote_events.fileno()}
+        self.pid = fork_child(lambda: _serve(zygote_control, zygote_events), keep=keep,
+                              output=sys.stderr.fileno())
+        zygote_control.close()
+        zygote_events.close()
+        self.events.setblocking(False)
+
+    def request(self, message: dict[str, Any], fds: list[int] = ()) -> dict[str, Any]:
+        socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
+        data = self.control.recv(MESSAGE)
+        if not data:
+            raise OSError("the grader's zygote process ended unexpectedly")
+        reply = json.loads(data)
+        if "error" in reply:
+            raise OSError(f"the zygote could not {message.get('op')}: {reply['error']}")
+        return reply
+
+    def warm_up(self, vision: bool, calibrate: bool) -> dict[str, Any]:
+        return self.request({"op": "warm", "vision": vision, "calibrate": calibrate})
+
+    def fork(self, op: str, payload: dict[str, Any], fds: list[int]) -> int:
+        return int(self.request({"op": op, **payload}, fds)["pid"])
+
+    def exits(self) -> list[tuple[int, int, float]]:
+        """(pid, wait status, CPU seconds) of children that ended since the last call."""
+        ended = []
+        while True:
+            try:
+                data = self.events.recv(MESSAGE)
+            except BlockingIOError:
+                return ended
+            if not data:
+                return ended
+            event = json.loads(data)
+            ended.append((int(event["pid"]), int(event["status"]), float(event["cpu"])))
+
+    def close(self) -> None:
+        try:
+            self.request({"op": "quit"})
+        except (OSError, ValueError):
+            pass
+        self.control.close()
+        self.events.close()
+        kill_group(self.pid)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+# --------------------------------------------------------------------------- the zygote's side
+
+def _serve(control: socket.socket, events: socket.socket) -> int:
+    sandbox.become_subreaper()
+    sandbox.die_with_parent()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    try:
+        while True:
+            ready, _, _ = select.select([control, wake_r], [], [])
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+                _reap(children, events)
+            if control in ready:
+                data, fds, _, _ = socket.recv_fds(control, MESSAGE, 8)
+                if not data:
+                    return 0  # the grader is gone
+                message = json.loads(data)
+                if message["op"] == "quit":
+                    control.send(b"{}")
+                    return 0
+                try:
+                    reply = _handle(message, fds, children)
+                except Exception as exc:  # noqa: BLE001 - reported to the grader, which decides
+                    reply = {"error": f"{type(exc).__name__}: {exc}"}
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+                control.send(json.dumps(reply).encode())
+    finally:
+        for pid in children:
+            kill_group(pid)
+
+
+def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict[str, Any]:
+    op = message["op"]
+    if op == "warm":
+        from grader.process import warm_up
+        import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken here
+        warm_up(vision=bool(message["vision"]))
+        if message.get("calibrate"):
+            from grader.calibration import calibrate
+            return {"calibration": asdict(calibrate())}
+        return {}
+    if op == "collect":
+        from grader.manifest import collect_in_child
+        (write_fd,) = fds
+        pid = fork_child(lambda: collect_in_child(message["args"], write_fd), keep={write_fd})
+    elif op == "grade":
+        from grader import child
+        result_fd, ack_fd, log_fd = fds
+        plan = child.plan_from_dict(message["plan"], result_fd, ack_fd, os.getpid())
+        pid = fork_child(lambda: child.run(plan), keep={result_fd, ack_fd}, output=log_fd)
+    else:
+        raise ValueError(f"unknown request {op!r}")
+    children.add(pid)
+    return {"pid": pid}
+
+
+def _reap(children: set[int], events: socket.socket) -> None:
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in children:
+            children.discard(pid)
+            events.send(json.dumps({"pid": pid, "status": status,
+                                    "cpu": usage.ru_utime + usage.ru_stime}).encode())
+        # anything else was an orphan of student code re-parented here: reaped, gone
+        sandbox.kill_orphans(children)
