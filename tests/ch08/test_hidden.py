@@ -1,8 +1,6 @@
 """Chapter 08, hidden tests: values against the file, loader settings, training, the spawn guard."""
 import copy
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from grader.testing import assert_close
+
+from .test_public import run_probe
 
 N_ROWS, N_FEATURES = 532, 7
 
@@ -195,8 +195,10 @@ def test_train_learns_the_diabetes_data(impl, table):
 
 # --------------------------------------------------------------------------- guard
 
-# Runs in a fresh interpreter, like a student on Windows or macOS typing `python ch08_....py`:
-# the `spawn` start method, the file executed as __main__; counts the DataLoaders iterated.
+# Runs like a student on Windows or macOS typing `python ch08_....py` (in a process of its
+# own, see run_probe): the `spawn` start method, so every DataLoader worker is a fresh
+# interpreter that imports the file again; the file executed as __main__; counts the
+# DataLoaders iterated.
 SPAWN_PROBE = r"""
 import multiprocessing, runpy, sys
 multiprocessing.set_start_method("spawn", force=True)
@@ -220,11 +222,8 @@ GUARD = "call main() only under `if __name__ == \"__main__\":`"
 @pytest.mark.task("ch08.guard")
 @pytest.mark.points(3)
 def test_script_runs_under_spawn(impl, datasets_dir, tmp_path):
-    env = {**os.environ, "PRACTICE_DATASETS": str(datasets_dir), "PRACTICE_EPOCHS": "1",
-           "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     try:
-        run = subprocess.run([sys.executable, "-c", SPAWN_PROBE, impl.__file__], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=100)
+        run = run_probe(SPAWN_PROBE, impl.__file__, datasets_dir, tmp_path, timeout=100)
     except subprocess.TimeoutExpired:
         raise AssertionError("running the file as a script with the spawn start method (Windows/macOS) "
                              "did not finish within 100 s: each DataLoader worker imports the file "

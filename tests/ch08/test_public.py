@@ -1,7 +1,11 @@
 """Chapter 08, public tests: shapes, basic behaviour, and importing without training."""
 import os
+import select
+import signal
 import subprocess
 import sys
+import traceback
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,8 +72,9 @@ def test_train_returns_one_float_per_epoch(impl, diabetes_path):
         "train_minibatch should return Python floats: add up loss.item(), not the loss tensor"
 
 
-# Runs in a fresh interpreter: makes any DataLoader iteration fail loudly, then imports the
-# student's file by path under its module name (not as "__main__"), as the grader does.
+# Runs in a process of its own (see run_probe): makes any DataLoader iteration fail loudly,
+# then imports the student's file by path under its module name (not as "__main__"), as the
+# grader does.
 IMPORT_PROBE = r"""
 import importlib.util, sys
 from torch.utils.data import DataLoader
@@ -97,12 +102,95 @@ def probe_env(datasets_dir):
             "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def run_probe(code, path, datasets_dir, cwd, timeout):
+    """Run the probe `code` as `python -c code path` would, in a process of its own.
+
+    On Linux the process is a fork of this one: torch is imported already, which saves the
+    seconds a fresh interpreter spends importing it, and the probe imports or runs the file
+    anew, so nothing of this process's copy of the module carries over. DataLoader workers
+    started with the `spawn` method are fresh interpreters either way. Elsewhere (no fork on
+    Windows, fork unsafe with torch on macOS) it is a fresh interpreter.
+    Returns a CompletedProcess; raises subprocess.TimeoutExpired after `timeout` s."""
+    env = probe_env(datasets_dir)
+    if not sys.platform.startswith("linux"):
+        return subprocess.run([sys.executable, "-c", code, str(path)], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    return _forked_probe(code, str(path), env, Path(cwd), timeout)
+
+
+def _forked_probe(code, path, env, cwd, timeout):
+    """`run_probe` in a fork; the child holds a pipe open until it exits, so its end is an
+    event to wait for (with `timeout` as the bound), not something to poll."""
+    out, err = cwd / "probe.out", cwd / "probe.err"
+    done_read, done_write = os.pipe()
+    with open(out, "wb") as fout, open(err, "wb") as ferr:
+        pid = os.fork()
+        if pid == 0:
+            os.close(done_read)
+            _probe_child(code, path, env, cwd, fout.fileno(), ferr.fileno())
+    os.close(done_write)
+    try:
+        finished = select.select([done_read], [], [], timeout)[0]
+    finally:
+        os.close(done_read)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # its workers, if any are left; the group's leader is not reaped yet
+    except ProcessLookupError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    if not finished:
+        raise subprocess.TimeoutExpired([sys.executable, "-c", "<probe>", path], timeout)
+    returncode = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status)
+    return subprocess.CompletedProcess([sys.executable, "-c", "<probe>", path], returncode,
+                                       out.read_text(errors="replace"), err.read_text(errors="replace"))
+
+
+def _probe_child(code, path, env, cwd, out_fd, err_fd):
+    """The forked probe: set up like `python -c code path` in `cwd` with `env`, run `code`,
+    exit with the interpreter's status. Never returns into pytest."""
+    status = 1
+    try:
+        os.setpgid(0, 0)  # the probe and its workers can be killed as one group
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGALRM):
+            signal.signal(sig, signal.SIG_DFL)
+        os.chdir(cwd)
+        os.environ.update(env)
+        sys.argv = ["-c", path]
+        sys.dont_write_bytecode = True
+        exec(compile(code, "<probe>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+        status = 0
+    except SystemExit as exc:
+        status = _exit_status(exc)
+    except BaseException:  # noqa: BLE001 - reported like an uncaught exception
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+
+
+def _exit_status(exc):
+    """What the interpreter makes of sys.exit(code): None is 0, a number is itself, anything
+    else is printed to stderr and is 1."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 @pytest.mark.task("ch08.guard")
 @pytest.mark.points(2)
 def test_importing_the_module_does_not_train(impl, datasets_dir, tmp_path):
     try:
-        run = subprocess.run([sys.executable, "-c", IMPORT_PROBE, impl.__file__], cwd=tmp_path,
-                             env=probe_env(datasets_dir), capture_output=True, text=True, timeout=90)
+        run = run_probe(IMPORT_PROBE, impl.__file__, datasets_dir, tmp_path, timeout=90)
     except subprocess.TimeoutExpired:
         raise AssertionError("importing the module did not finish within 90 s: it must only define "
                              "functions and classes; call main() under `if __name__ == \"__main__\":`") from None
@@ -111,4 +199,4 @@ def test_importing_the_module_does_not_train(impl, datasets_dir, tmp_path):
         "module-level main() call runs whenever the file is imported, including by every DataLoader "
         "worker on Windows/macOS. Call main() only under `if __name__ == \"__main__\":`")
     last = (run.stderr.strip().splitlines() or ["no error output"])[-1]
-    assert run.returncode == 0, f"importing the module in a fresh Python process failed: {last}"
+    assert run.returncode == 0, f"importing the module in a Python process of its own failed: {last}"

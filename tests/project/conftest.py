@@ -1,9 +1,54 @@
-"""The project's own suite runs chapter tests in children forked from this process."""
+"""The project's own suite runs chapter tests in children forked from this process.
+
+Every test process (each pytest-xdist worker, or a plain pytest run) reserves a range of
+sandbox uids of its own before anything imports `grader.sandbox`, which reads
+PRACTICE_GRADER_UID_BASE once: the cohort-grader tests check that no process of their uids
+outlives a run, and another grader on the machine (the other worker's, another
+developer's test run) must never count as a leftover.
+"""
 from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS
+UID_RANGE_START, UID_RANGE_SIZE, UID_RANGE_COUNT = 63000, 200, 40
+UID_RANGE_LOCKS = Path(tempfile.gettempdir()) / "pytorch-practice-test-uid-ranges"
+_held_range: list[int] = []  # the lock's descriptor, kept open for the life of this process
+
+
+def _worker_index() -> int:
+    """0 for gw0 (or without xdist), 1 for gw1, ...: where this process starts looking."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name[2:].isdigit() else 0
+
+
+def reserve_uid_range() -> int:
+    """The first uid of a range no other test process on this machine holds.
+
+    Ranges are tried from 63000 + 200 * worker index on; a range is held with a lock file
+    (released by the kernel when this process ends, however it ends), so two test runs at
+    once, or two workers of one, never share uids."""
+    UID_RANGE_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    for k in range(UID_RANGE_COUNT):
+        base = UID_RANGE_START + UID_RANGE_SIZE * ((_worker_index() + k) % UID_RANGE_COUNT)
+        fd = os.open(UID_RANGE_LOCKS / f"{base}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _held_range.append(fd)
+        return base
+    raise RuntimeError(f"all {UID_RANGE_COUNT} test uid ranges are in use (locks in {UID_RANGE_LOCKS})")
+
+
+os.environ["PRACTICE_GRADER_UID_BASE"] = str(reserve_uid_range())
+
+from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS  # noqa: E402 - after the uid range is set
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -15,18 +60,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                              ids=[f"ch{c}-{m.name.replace(' ', '_')}" for c, m in entries])
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "xdist_group(name): run these tests in one pytest-xdist worker")
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         # A project test may grade a whole chapter or cohort: the per-test limit of chapter
         # tests (pyproject's `timeout`) is too short for that.
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(900))
-        # Cohort-grader tests check that no sandbox uid has processes left; two graders running
-        # side by side in different workers would see each other's.
-        if item.path.name.startswith("test_grade"):
-            item.add_marker(pytest.mark.xdist_group("cohort-grader"))
+
+
+def printable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (lone surrogates) spelled as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """Reports that UTF-8 can encode: a failure about a student id or output with a lone
+    surrogate would otherwise stop pytest-xdist's worker with an internal error, and with it
+    every test it had still to run."""
+    report = yield
+    if report.failed and report.longrepr is not None:
+        text = str(report.longrepr)
+        if printable(text) != text:
+            report.longrepr = printable(text)
+    report.sections = [(title, printable(content)) for title, content in report.sections]
+    return report

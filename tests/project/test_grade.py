@@ -25,7 +25,8 @@ from grader.paths import ROOT, chapters_with_tests
 from grader.check import run_pytest
 from grader.process import chapter_test_args
 from hostile.cases import FILENAME, SOLUTION, at_import, in_function
-from hostile.harness import grader_processes, results, run_cli, start_cli, wait_cli
+from hostile.harness import (grader_processes, results, run_cli, shared_by_workers, start_cli, wait_cli,
+                             wait_gone, wait_until)
 
 DEMO = ROOT / "examples" / "submissions"
 MISTAKES = {m.name: m for m in load_catalogue(ROOT / "tests" / "mistakes")["05"]}
@@ -55,6 +56,12 @@ def _cohort(folder: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    """The demo cohort, graded once per test run however many workers read it (read only:
+    tests that grade again work on copies)."""
+    return shared_by_workers(tmp_path_factory, "demo-cohort", _grade_demo)
+
+
+def _grade_demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
     subs = base / "submissions"
     shutil.copytree(DEMO, subs)
@@ -176,10 +183,9 @@ def test_shard_slices_are_deterministic():
 def test_interrupted_run_is_completed_without_loss_or_duplicates(tmp_path):
     subs = _cohort(tmp_path / "subs", {f"s{i}": SOLUTION for i in range(8)})
     out = tmp_path / "out"
+    out.mkdir()  # watched from the start; the grader moves each student's finished folder in
     started = start_cli(["grade", str(subs), "-o", str(out), "--jobs", "2", "-q"], tmp_path)
-    deadline = time.monotonic() + 300
-    while len(list(out.glob("*/results.json"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(list(out.glob("*/results.json"))) >= 2, out, timeout=300)
     os.kill(started[0], signal.SIGKILL)  # the grader dies mid-run; its children die with it
     killed = wait_cli(started)
     assert killed.code == -signal.SIGKILL
@@ -192,7 +198,6 @@ def test_interrupted_run_is_completed_without_loss_or_duplicates(tmp_path):
     assert len({float(g["total"]) for g in grades.values()}) == 1
     assert f"{8 - len(done_before)} graded, {len(done_before)} unchanged" in rerun.stdout, rerun.explain()
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary folders were left behind"
-    time.sleep(0.2)
     assert not grader_processes()
 
 
@@ -205,12 +210,15 @@ def test_wall_clock_limit_stops_a_submission(tmp_path):
     run = run_cli(["grade", str(subs), "-o", str(out), "--wall", "6", "--timeout", "60", "-q"], tmp_path)
     assert run.code == 0, run.explain()
     chapter = results(out, "stubborn")["extra_data"]["chapters"]["05"]
-    assert chapter["status"] == "timeout" and "wall-clock backstop of 6 s" in chapter["reason"], chapter
+    # graded again alone, with the backstop widened for load from outside the grader
+    assert chapter["status"] == "timeout" and "wall-clock backstop of 18 s" in chapter["reason"], chapter
     assert chapter["load_at_limit"] is not None
     assert "graded again alone" in (out / "stubborn" / "log.txt").read_text()
     assert results(out, "stubborn")["score"] == 0
     assert results(out, "good")["score"] == results(out, "good")["extra_data"]["max_score"]
-    assert results(out, "stubborn")["execution_time"] < 20
+    # stopped by the 6 s backstop, long before the 60 s per-test limit could have (a bound
+    # that machine load cannot break)
+    assert results(out, "stubborn")["execution_time"] < 60
     assert not grader_processes()
 
 
@@ -229,7 +237,7 @@ def test_without_root_limits_and_cleanup_still_apply(tmp_path):
     def not_root() -> None:
         os.geteuid = lambda: 4242  # noqa: E731 - only in this forked grading process
 
-    run = run_cli(["grade", str(subs), "-o", str(out)], tmp_path, before=not_root)
+    run = run_cli(["grade", str(subs), "-o", str(out), "--unsafe-limited"], tmp_path, before=not_root)
     assert run.code == 0, run.explain()
     assert "isolation: limited" in run.stderr
     full = results(out, "good")["extra_data"]["max_score"]
@@ -239,9 +247,7 @@ def test_without_root_limits_and_cleanup_still_apply(tmp_path):
     log = (out / "background" / "log.txt").read_text(encoding="utf-8")
     pids = [int(p) for p in re.findall(r"BG-PID (\d+)", log)]
     assert len(pids) == 2, log[-2000:]
-    time.sleep(0.3)
-    alive = [p for p in pids if Path(f"/proc/{p}").exists()
-             and Path(f"/proc/{p}/status").read_text().split("State:")[1].split()[0] != "Z"]
+    alive = wait_gone(pids, timeout=15)  # killed by the grader; exiting can take a moment
     assert not alive, f"background processes survived: {alive}"
     # without a uid of its own the grader cannot tell the submission's files in /tmp from
     # anyone else's; this one is the test's to remove

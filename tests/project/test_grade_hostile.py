@@ -11,7 +11,6 @@ import json
 import os
 import re
 import sys
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,8 @@ from grader.submissions import safe_id
 from grader.gradescope import RESULTS_SCHEMA
 from grader.paths import ROOT
 from hostile.cases import build_cohort, sources
-from hostile.harness import grader_processes, hidden_lines, results, run_cli, tree_hash
+from hostile.harness import (grader_processes, hidden_lines, results, run_cli, shared_by_workers,
+                             tree_hash, wait_gone)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or os.geteuid() != 0,
@@ -35,6 +35,14 @@ WATCHED = (ROOT / "grader", ROOT / "tests" / "ch05", ROOT / "solutions", ROOT / 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
+    """The hostile cohort, graded once per test run however many workers read it."""
+    return shared_by_workers(tmp_path_factory, "hostile-cohort", _grade_cohort)
+
+
+def _grade_cohort(tmp_path_factory) -> SimpleNamespace:
+    """Grade every case; what only the moment after the run can tell (processes still
+    running) is recorded here, so that a test reading it later, maybe in another worker,
+    sees the same thing."""
     base = tmp_path_factory.mktemp("hostile")
     token = uuid.uuid4().hex[:10]
     subs = base / "submissions"
@@ -44,10 +52,18 @@ def cohort(tmp_path_factory):
     out = base / "out"
     run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "2",
                    "--timeout", "10", "--wall", "120", "--nproc", "48", "--memory", "1024", "-q"],
-                  base, timeout=400)
-    time.sleep(0.3)  # anything that survived would show itself by now
+                  base, timeout=800)  # under pytest-timeout's 900 s, so a slow run explains itself
+    background = _background_pids(out)
     return SimpleNamespace(base=base, subs=subs, out=out, run=run, cases=cases, token=token,
-                           before=before, after=tree_hash(*WATCHED), survivors=grader_processes())
+                           before=before, after=tree_hash(*WATCHED), survivors=grader_processes(),
+                           background=background, background_alive=wait_gone(background, 15.0))
+
+
+def _background_pids(out: Path) -> list[int]:
+    """The processes the background-process case says it started (in its log)."""
+    log = out / "background_process" / "log.txt"
+    text = log.read_text(encoding="utf-8") if log.is_file() else ""
+    return [int(p) for p in re.findall(r"BG-PID (\d+)", text)]
 
 
 def _points(out: Path) -> dict[str, float]:
@@ -109,18 +125,8 @@ def test_good_submissions_are_unaffected(cohort):
 def test_nothing_is_left_running(cohort):
     assert not cohort.survivors, f"processes of the grader's uids outlived the run: {cohort.survivors}"
     log = (cohort.out / "background_process" / "log.txt").read_text(encoding="utf-8")
-    pids = [int(p) for p in re.findall(r"BG-PID (\d+)", log)]
-    assert pids, "the background-process case did not start its processes:\n" + log[-2000:]
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
-            if state != "Z":
-                alive.append(pid)
-        except (ProcessLookupError, FileNotFoundError):
-            pass
-    assert not alive, f"background processes {alive} survived grading"
+    assert cohort.background, "the background-process case did not start its processes:\n" + log[-2000:]
+    assert not cohort.background_alive, f"background processes {cohort.background_alive} survived grading"
     marker = Path(f"/tmp/hostile-{cohort.token}-bg")
     assert not marker.exists(), "the background process's file outside the working folder was left behind"
 

@@ -1,0 +1,236 @@
+"""Grading speed side by side: `grader grade` against a naive runner, nbgrader and the floor.
+
+    python benchmarks/compare.py [--students 100] [--chapter 05] [--jobs CORES] [--skip-chapters]
+
+One run on one machine, the same submissions and the same tests for every way:
+
+* `grader grade --jobs CORES`: the cohort grader (sandbox, zygote, CPU-time limits);
+* naive: a fresh `python -m pytest` per submission, CORES at a time;
+* nbgrader: `nbgrader autograde` of the same submissions as notebooks made by
+  `grader nbgrader`, when nbgrader is installed (`make nbgrader-setup`);
+* floor: the same suite run in one already warm interpreter, once per submission, its
+  total divided by CORES: what grading cannot beat without faster tests.
+
+Every way must give every student the same score; the script says so or fails. It also
+times `grader check` of the chapter (median of 5) and each chapter's full suite on the
+solutions, and writes the table to benchmarks/RESULTS.md with the machine it ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from grade_cohort import memory, tree  # noqa: E402
+
+from grader.mistakes import load_catalogue  # noqa: E402
+from grader.syllabus import CHAPTERS  # noqa: E402
+
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+GRADER = str(ROOT / ".venv" / "bin" / "grader")
+
+FLOOR_SCRIPT = r"""
+import json, sys, time
+import pytest, torch, torch._dynamo  # noqa: F401 - warm, as the grader's zygote is
+from grader.plugin import RESULTS_KEY
+tests, folders = sys.argv[1], sys.argv[2:]
+
+class Grab:
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session):
+        Grab.score = session.config.stash[RESULTS_KEY].score
+
+scores, times = {}, []
+for folder in folders:
+    start = time.perf_counter()
+    pytest.main([tests, f"--impl={folder}", "-q", "-p", "no:cacheprovider", "-p", "grader.plugin",
+                 "-o", "console_output_style=classic"], plugins=[Grab()])
+    times.append(time.perf_counter() - start)
+    scores[folder] = Grab.score
+print("FLOOR " + json.dumps({"scores": scores, "times": times}))
+"""
+
+
+def build(folder: Path, chapter: str, students: int) -> dict[str, str]:
+    """Copies of the solution and of the mistake catalogue, deterministic: student -> kind."""
+    filename = CHAPTERS[chapter].filename
+    solution = (ROOT / "solutions" / filename).read_text(encoding="utf-8")
+    mistakes = load_catalogue(ROOT / "tests" / "mistakes").get(chapter, [])
+    kinds = {}
+    for i in range(students):
+        student = f"s{i:03d}"
+        if mistakes and i % 5 >= 3:
+            m = mistakes[i % len(mistakes)]
+            text, kinds[student] = m.apply(solution), m.name
+        else:
+            text, kinds[student] = solution, "solution"
+        (folder / student).mkdir(parents=True)
+        (folder / student / filename).write_text(text, encoding="utf-8")
+    return kinds
+
+
+def timed(cmd: list[str], **kw) -> tuple[float, int, int]:
+    """(wall s, peak PSS of the process tree in bytes, exit code)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, memory(tree(proc.pid))[1])
+        time.sleep(0.05)
+    return time.perf_counter() - start, peak, proc.returncode
+
+
+def way_grader(subs: Path, out: Path, chapter: str, jobs: int) -> dict:
+    wall, peak, code = timed([GRADER, "grade", str(subs), "-o", str(out), "--jobs", str(jobs),
+                              "--chapters", chapter, "-q", "--force"])
+    with open(out / "grades.csv", encoding="utf-8", newline="") as f:
+        scores = {row["student"]: float(row["total"]) for row in csv.DictReader(f)}
+    return {"wall": wall, "peak": peak, "code": code, "scores": scores}
+
+
+def way_naive(subs: Path, work: Path, chapter: str, jobs: int) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+
+    def one(student: Path) -> tuple[str, float]:
+        out = work / f"{student.name}.json"
+        subprocess.run([PYTHON, "-m", "pytest", str(ROOT / "tests" / f"ch{chapter}"), f"--impl={student}",
+                        "-q", "-p", "no:cacheprovider", f"--results-json={out}"],
+                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        data = json.loads(out.read_text(encoding="utf-8"))
+        return student.name, sum(t["score"] for t in data["tests"])
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        scores = dict(pool.map(one, sorted(subs.iterdir())))
+    return {"wall": time.perf_counter() - start, "peak": 0, "code": 0, "scores": scores}
+
+
+def way_floor(subs: Path, chapter: str, jobs: int) -> dict:
+    folders = [str(p) for p in sorted(subs.iterdir())]
+    proc = subprocess.run([PYTHON, "-c", FLOOR_SCRIPT, str(ROOT / "tests" / f"ch{chapter}"), *folders],
+                          cwd=ROOT, capture_output=True, text=True)
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("FLOOR "))
+    data = json.loads(line[len("FLOOR "):])
+    scores = {Path(k).name: v for k, v in data["scores"].items()}
+    return {"wall": sum(data["times"]) / jobs, "peak": 0, "code": proc.returncode, "scores": scores,
+            "per_submission": statistics.median(data["times"])}
+
+
+def way_nbgrader(subs: Path, base: Path, chapter: str, jobs: int) -> dict | None:
+    """nbgrader's autograde of the same submissions, when nbgrader and `grader nbgrader` exist."""
+    try:
+        import nbgrader  # noqa: F401
+        from grader import nbgrader as ours
+    except ImportError:
+        return None
+    bench = getattr(ours, "benchmark_autograde", None)
+    if bench is None:
+        return None
+    start = time.perf_counter()
+    scores = bench(subs, base / "nbgrader", chapter)
+    return {"wall": time.perf_counter() - start, "peak": 0, "code": 0, "scores": scores}
+
+
+def time_check(chapter: str, repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([GRADER, "check", chapter, "--impl", "solutions"], cwd=ROOT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_chapters() -> dict[str, float]:
+    out = {}
+    for chapter in CHAPTERS:
+        if (ROOT / "tests" / f"ch{chapter}").is_dir():
+            start = time.perf_counter()
+            subprocess.run([GRADER, "check", chapter, "--impl", "solutions"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out[chapter] = time.perf_counter() - start
+    return out
+
+
+def machine() -> str:
+    import torch
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.machine()}, Python "
+            f"{platform.python_version()}, torch {torch.__version__}, "
+            f"{'root (full sandbox)' if os.geteuid() == 0 else 'not root'}")
+
+
+def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: dict) -> str:
+    base = ways["grader grade"]["wall"]
+    lines = [
+        "# Grading speed, side by side", "",
+        f"Produced by `{' '.join(['python', 'benchmarks/compare.py'] + sys.argv[1:])}` "
+        f"(`make bench`) on {time.strftime('%Y-%m-%d')}.", "",
+        f"- machine: {machine()}; load average {load:.2f} at the start",
+        f"- cohort: {args.students} submissions of chapter {args.chapter} "
+        f"({sum(k == 'solution' for k in kinds.values())} solutions, the rest catalogued mistakes), "
+        f"{args.jobs} at a time", "",
+        "| way | wall s | submissions / min | peak memory (PSS) | x grader grade |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, w in ways.items():
+        peak = f"{w['peak'] / 2**30:.2f} GiB" if w["peak"] else "-"
+        lines.append(f"| {name} | {w['wall']:.1f} | {60 * args.students / w['wall']:.0f} | {peak} | "
+                     f"{w['wall'] / base:.2f} |")
+    same = all(w["scores"] == ways["grader grade"]["scores"] for w in ways.values())
+    lines += ["", f"Scores identical across the ways: {'yes' if same else 'NO'}.", "",
+              f"The floor runs the same suite in one warm interpreter: "
+              f"{ways['floor']['per_submission']:.2f} s per submission (median), divided by {args.jobs} cores.",
+              "", f"`grader check {args.chapter} --impl solutions`: {check:.2f} s (median of 5).", ""]
+    if chapters:
+        lines += ["Each chapter's full suite on the solutions (`grader check NN --impl solutions`):", "",
+                  "| chapter | s |", "| --- | ---: |"]
+        lines += [f"| {c} | {s:.1f} |" for c, s in chapters.items()]
+    return "\n".join(lines) + "\n", same
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=100)
+    parser.add_argument("--chapter", default="05")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--skip-chapters", action="store_true", help="don't time every chapter's suite")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    try:
+        subs = base / "submissions"
+        kinds = build(subs, args.chapter, args.students)
+        load = os.getloadavg()[0]
+        ways = {"grader grade": way_grader(subs, base / "out", args.chapter, args.jobs)}
+        ways["naive (fresh pytest each)"] = way_naive(subs, base / "naive", args.chapter, args.jobs)
+        nb = way_nbgrader(subs, base, args.chapter, args.jobs)
+        if nb is not None:
+            ways["nbgrader autograde"] = nb
+        ways["floor"] = way_floor(subs, args.chapter, args.jobs)
+        check = time_check(args.chapter)
+        chapters = {} if args.skip_chapters else time_chapters()
+        text, same = report(args, kinds, ways, load, check, chapters)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(text)
+        return 0 if same and ways["grader grade"]["code"] == 0 else 1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
