@@ -45,7 +45,13 @@ class GradeRun:
 
 def start_cli(args: list[str], tmp: Path, before=None) -> tuple[int, Path, Path, float]:
     """Start `grader ARGS` in a forked child (after calling `before()` there, if given);
-    returns (pid, stdout file, stderr file, start time)."""
+    returns (pid, stdout file, stderr file, start time).
+
+    Where this process is not root (a CI runner's ordinary user), `grader grade` runs with
+    `--unsafe-limited`, as an instructor without root would: the tests of what the full
+    sandbox adds are marked root-only."""
+    if args[:1] == ["grade"] and os.geteuid() != 0 and "--unsafe-limited" not in args and "--help" not in args:
+        args = [*args, "--unsafe-limited"]
     stamp = time.monotonic_ns()
     out, err = tmp / f"cli-{stamp}.out", tmp / f"cli-{stamp}.err"
     start = time.monotonic()
