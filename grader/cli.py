@@ -57,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- main
 
 # Modules that add their own subcommands (`add_commands(subparsers)`), when present.
-COMMAND_MODULES = ("cohort", "release")
+COMMAND_MODULES = ("cohort", "release", "ci", "gradescope_zip", "nbgrader")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default=None, help="data folder (default: the repository's datasets/)")
     p.add_argument("--timeout", type=float, default=600, help="wall-clock limit in seconds (default 600)")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of failures")
+    p.add_argument("--require-gpu", action="store_true",
+                   help="first start CUDA in a process made like the one that runs the tests, and "
+                        "stop with one line if that fails, instead of skipping the GPU tests")
     p.add_argument("--no-fork", action="store_true",
                    help="run pytest in a fresh Python process, as on Windows and macOS, instead of "
                         "forking this one (also: environment PRACTICE_NO_FORK=1)")

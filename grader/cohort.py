@@ -66,6 +66,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("submissions", metavar="SUBMISSIONS", help="folder of submissions")
     p.add_argument("-o", "--out", default="gradebook", metavar="OUT",
                    help="output folder (default: gradebook)")
+    add_grade_options(p)
+    p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser(
+        "merge", help="join the output folders of shards into one gradebook",
+        description="Copy every student of the given output folders into OUT (the newest result "
+                    "wins if a student appears twice), then rebuild OUT/grades.csv and report.html.")
+    p.add_argument("inputs", nargs="+", metavar="DIR", help="output folders of `grader grade`")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="merged output folder")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("report", help="rebuild grades.csv and report.html of an output folder",
+                       description="Rebuild OUT/grades.csv and OUT/report.html from OUT/*/results.json.")
+    p.add_argument("out", metavar="OUT")
+    p.set_defaults(func=cmd_report)
+
+
+def add_grade_options(p: argparse.ArgumentParser) -> None:
+    """The options of `grader grade`, shared with the commands that grade through it
+    (`grader grade-repo`)."""
     p.add_argument("--chapters", default=None, metavar="LIST",
                    help="chapters to grade, e.g. 03,05, or 'all' (default: those with tests that "
                         "appear in at least one submission)")
@@ -80,8 +100,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="wall-clock backstop per submission (default 4 x --cpu); a submission that "
                         "hits a wall-clock backstop is graded again alone before it counts")
     p.add_argument("--memory", type=int, default=2048, metavar="MB",
-                   help="memory (address space) per submission beyond the preloaded libraries "
-                        "(default 2048)")
+                   help="memory per process beyond the preloaded libraries (default 2048): address "
+                        "space on a CPU-only machine; where CUDA is in use, resident memory, checked "
+                        "every 0.2 s (CUDA reserves address space by the gigabyte)")
     p.add_argument("--nproc", type=int, default=128, metavar="N",
                    help="processes and threads per submission (default 128)")
     p.add_argument("--fsize", type=int, default=64, metavar="MB",
@@ -101,20 +122,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", default=None, metavar="DIR",
                    help="data folder, read-only to students (default: the repository's datasets/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
-    p.set_defaults(func=cmd_grade)
-
-    p = sub.add_parser(
-        "merge", help="join the output folders of shards into one gradebook",
-        description="Copy every student of the given output folders into OUT (the newest result "
-                    "wins if a student appears twice), then rebuild OUT/grades.csv and report.html.")
-    p.add_argument("inputs", nargs="+", metavar="DIR", help="output folders of `grader grade`")
-    p.add_argument("-o", "--out", required=True, metavar="OUT", help="merged output folder")
-    p.set_defaults(func=cmd_merge)
-
-    p = sub.add_parser("report", help="rebuild grades.csv and report.html of an output folder",
-                       description="Rebuild OUT/grades.csv and OUT/report.html from OUT/*/results.json.")
-    p.add_argument("out", metavar="OUT")
-    p.set_defaults(func=cmd_report)
+    p.add_argument("--require-gpu", action="store_true",
+                   help="before grading, start CUDA in a sandboxed grading process under the same "
+                        "limits, and stop with one line if that fails (a GPU runner whose GPU set-up "
+                        "is broken would otherwise grade on the CPU, without the gpu tests)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -259,8 +270,6 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
     if not isolation.drop_privileges and not args.unsafe_limited:
         return _fail(UNSAFE)
     uids = sandbox.UidPool()
-    out.mkdir(parents=True, exist_ok=True)
-    feedback.clean_leftovers(out)
     root_of_work = sandbox.WorkRoot()
     work_root = root_of_work.path
     previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job cleans up too
@@ -275,20 +284,35 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
                 current += 1
             else:
                 todo.append(sub)
-        calibration = None
-        if todo:
+        keep = [k.resolve() for k in (work_root, datasets, ROOT / "grader", Path(sys.prefix),
+                                      Path(sys.base_prefix), Path(os.__file__).parent)]
+        calibration = gpu_report = None
+        require_gpu = getattr(args, "require_gpu", False)
+        if todo or require_gpu:
             uids.acquire(args.jobs)
             warm = zygote.warm_up(_needs_vision(chapters, tests_root),
                                   calibrate=args.timeout is None or args.cpu is None)
-            manifests, errors = manifest.collect_manifests(
-                chapters, tests_root, hashes, lambda a, fd: zygote.fork("collect", {"args": a}, [fd]))
             if warm.get("calibration"):
                 calibration = Calibration(**warm["calibration"])
                 limits = limits.scaled(calibration.factor)
-        else:
-            manifests, errors = {}, {}
         limits = replace(limits, **{k: v for k, v in (("test_cpu", args.timeout), ("cpu", args.cpu),
                                                       ("wall", args.wall)) if v is not None})
+        if require_gpu:  # before a single test runs, in a child made like the grading ones
+            gpu_report = _probe_gpu(zygote, replace(limits, gpu=True), isolation, work_root, uids.uids[0],
+                                    hidden_paths(ROOT, tests_root, submissions, out, keep), datasets,
+                                    tests_root)
+            if not gpu_report.ok:
+                return _fail(f"--require-gpu: {gpu_report.error}")
+        out.mkdir(parents=True, exist_ok=True)
+        feedback.clean_leftovers(out)
+        hide = hidden_paths(ROOT, tests_root, submissions, out, keep)
+        if todo:
+            manifests, errors = manifest.collect_manifests(
+                chapters, tests_root, hashes, lambda a, fd: zygote.fork("collect", {"args": a}, [fd]))
+        else:
+            manifests, errors = {}, {}
+        if any(m.device == "cuda" for m in manifests.values()):
+            limits = replace(limits, gpu=True)   # CUDA needs address space: see grader.memwatch
         for c, err in errors.items():
             if args.chapters is not None:
                 return _fail(f"chapter {c}'s tests cannot be collected: {err}")
@@ -297,12 +321,8 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         if todo and not chapters:
             return _fail("no chapter's tests could be collected")
 
-        keep = [work_root, datasets, ROOT / "grader", Path(sys.prefix), Path(sys.base_prefix),
-                Path(os.__file__).parent]
         settings = Settings(limits=limits, isolation=isolation, work_root=work_root,
-                            datasets=datasets, tests_root=tests_root,
-                            hide=hidden_paths(ROOT, tests_root, submissions, out,
-                                              [k.resolve() for k in keep]),
+                            datasets=datasets, tests_root=tests_root, hide=hide,
                             chapters=chapters, manifests=manifests, zygote=zygote)
         if not args.quiet:
             shard_text = f", shard {shard[0]}/{shard[1]}" if shard else ""
@@ -312,11 +332,14 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
                   f"isolation: {isolation.summary()}\n"
                   f"limits: {limits.test_cpu:g} s CPU per test, {limits.cpu:g} s CPU per submission, "
                   f"wall-clock backstops {limits.test_wall:g} s per test and {limits.wall_backstop:g} s "
-                  f"per submission" + (f"\n{calibration.describe()}" if calibration else ""),
+                  f"per submission, {_memory_text(limits)}"
+                  + (f"\n{calibration.describe()}" if calibration else "")
+                  + (f"\ngpu: {gpu_report.describe()}" if gpu_report else ""),
                   file=sys.stderr)
             for line in skipped + notes:
                 print(f"note: {line}", file=sys.stderr)
-        limit_info = {**limits.describe(), "calibration": calibration.__dict__ if calibration else None}
+        limit_info = {**limits.describe(), "calibration": calibration.__dict__ if calibration else None,
+                      "gpu_check": gpu_report.describe() if gpu_report else None}
         redact = Redactor(line for m in manifests.values() for line in m.hidden_lines)
         bar = _progress(len(todo), args.quiet)
 
@@ -333,7 +356,8 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
             if bar is not None:
                 bar.close()
     except KeyboardInterrupt:
-        _rebuild(out)
+        if out.is_dir():
+            _rebuild(out)
         print("\ninterrupted: the students graded so far are saved; run the same command "
               "again to finish the cohort", file=sys.stderr)
         return 130
@@ -354,6 +378,24 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
               "was written for them; run the same command again to grade them", file=sys.stderr)
         return EXIT_REGRADE
     return 0
+
+
+def _probe_gpu(zygote, limits, isolation, work_root: Path, uid: int, hide: list[Path], datasets: Path,
+               tests_root: Path):
+    """--require-gpu: start CUDA in a sandboxed child of the zygote (see grader.gpu)."""
+    from grader import gpu, sandbox
+
+    ws = sandbox.Workspace(work_root / "gpu-check", uid, uid).create({})
+    try:
+        return gpu.probe_sandboxed(zygote, ws, limits, isolation, hide, datasets, tests_root)
+    finally:
+        ws.destroy()
+
+
+def _memory_text(limits) -> str:
+    if limits.gpu:
+        return f"{limits.memory_mb} MB of resident memory per process (CUDA in use: a watchdog, not RLIMIT_AS)"
+    return f"{limits.memory_mb} MB of address space per process"
 
 
 def _interrupt(signum, frame) -> None:

@@ -19,15 +19,28 @@ from pathlib import Path
 from grader import __version__
 from grader.manifest import fingerprint
 from grader.redact import Redactor, printable
-from grader.results import Outcome, Status, SubmissionResult, status_text
+from grader.results import ChapterResult, Outcome, Status, SubmissionResult, TestResult, status_text, task_rows
 from grader.syllabus import CHAPTERS
 
-def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, feedback: str) -> dict:
+def ordered_tests(cr: ChapterResult) -> list[TestResult]:
+    """A chapter's tests as Gradescope lists them: public before hidden, each in task order
+    (the syllabus's), then in the order they were collected. So what a student sees before
+    grades are published is numbered 1, 2, 3, ... without gaps."""
+    tasks = {task: i for i, task in enumerate(CHAPTERS[cr.chapter].task_ids())}
+    indexed = list(enumerate(cr.tests.values()))
+    indexed.sort(key=lambda it: (it[1].hidden, tasks.get(it[1].task, len(tasks)), it[0]))
+    return [t for _, t in indexed]
+
+
+def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict) -> dict:
+    """Gradescope's results format. The top-level `output`, which Gradescope shows at once,
+    holds only what is visible now: the public tests (see `visible_feedback_md`); the hidden
+    tests' results are in `tests`, `after_published`, and in feedback.md."""
     sub = result.submission
     tests = []
     chapters = {}
     for c, cr in sorted(result.chapters.items()):
-        for t in cr.tests.values():
+        for k, t in enumerate(ordered_tests(cr), 1):
             score = 0.0 if cr.void else t.score
             message = redact(t.message, 600) if t.outcome != Outcome.PASSED else ""
             if not t.counted:
@@ -42,6 +55,7 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
                 "visibility": "after_published" if t.hidden else "visible",
                 "output": message,
                 "tags": [t.task, f"ch{c}", "hidden" if t.hidden else "public"],
+                "number": f"{int(c)}.{k}",
             }
             if not t.counted:  # neither passed nor failed: it does not count here
                 del entry["status"]
@@ -64,7 +78,7 @@ def results_json(result: SubmissionResult, redact: Redactor, *, limits: dict, fe
     return {
         "score": result.score,
         "execution_time": round(result.wall, 3),
-        "output": feedback,
+        "output": visible_feedback_md(result, redact),
         "output_format": "md",
         "test_output_format": "text",
         "visibility": "visible",
@@ -160,11 +174,62 @@ def feedback_md(result: SubmissionResult, redact: Redactor) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+HIDDEN_LATER = ("Hidden tests ran on your work too: their results, and your total, appear here "
+                "when grades are published.")
+
+
+def visible_feedback_md(result: SubmissionResult, redact: Redactor) -> str:
+    """What a student may see before grades are published: per chapter the public tests'
+    points per task and what to fix, the chapter's status (a file missing, an import error,
+    a time limit), and a note that the hidden tests' results come later. No hidden test's
+    name, message or points, and no total that includes them."""
+    sub = result.submission
+    public = [t for cr in result.chapters.values() for t in cr.tests.values() if not t.hidden]
+    hidden = sum(t.hidden for cr in result.chapters.values() for t in cr.tests.values())
+    earned = sum(0.0 if result.chapters[c].void else t.score
+                 for c, cr in result.chapters.items() for t in cr.tests.values() if not t.hidden)
+    out = [f"# Feedback for {_md(sub.student)}", "",
+           f"**Public tests: {earned:g} / {sum(t.possible for t in public):g} points**", ""]
+    if hidden:
+        out += [HIDDEN_LATER, ""]
+    if sub.error:
+        out += [f"Your submission could not be read: {_md(redact(sub.error, 300))}", ""]
+    if sub.notes:
+        out += ["Notes on your submission:", ""] + [f"- {_md(redact(n, 300))}" for n in sub.notes[:20]] + [""]
+    for c, cr in sorted(result.chapters.items()):
+        out += _visible_chapter(cr, redact)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _visible_chapter(cr: ChapterResult, redact: Redactor) -> list[str]:
+    tests = [t for t in cr.tests.values() if not t.hidden]
+    rows = task_rows(cr.chapter, tests, cr.void)
+    earned = sum(r.earned for r in rows)
+    out = [f"## ch{cr.chapter} {CHAPTERS[cr.chapter].title}: public tests "
+           f"{earned:g} / {sum(r.possible for r in rows):g}", ""]
+    if cr.status not in (Status.GRADED, Status.CRASHED):
+        out += [f"**{status_text(cr.status)}**: {_md(redact(cr.reason, 600))}", ""]
+        if cr.void or cr.status == Status.IMPORT_ERROR:
+            return out
+    if rows:
+        out += ["| task | public points | result |", "| --- | ---: | --- |"]
+        for row in rows:
+            text = "all tests pass" if not row.failed else f"{row.failed} of {row.total} tests failed"
+            out.append(f"| {row.task} | {row.earned:g} / {row.possible:g} | {text} |")
+        out.append("")
+    failures = [t for t in tests if t.failed]
+    if failures:
+        out += ["What to fix:", ""]
+        out += [f"- [{t.task}] `{t.name}`: {_md(redact(t.message, 600))}" for t in failures]
+        out.append("")
+    return out
+
+
 def write_student(out: Path, result: SubmissionResult, redact: Redactor, limits: dict) -> dict:
     """Write OUT/<student>/{results.json,feedback.md,log.txt} atomically; returns results."""
     student = result.submission.student
     feedback = feedback_md(result, redact)
-    data = results_json(result, redact, limits=limits, feedback=feedback)
+    data = results_json(result, redact, limits=limits)
     tmp = out / f".tmp-{student}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -11,7 +11,10 @@ with an optional `score` (required unless every test has one), `execution_time`
 `extra_data`. Leaderboard entries have `name`, `value` and optionally `order`.
 
 `grader grade` writes one such file per student; the project's tests validate every
-file it writes against RESULTS_SCHEMA.
+file it writes against RESULTS_SCHEMA. Below the schema: what the autograder
+(`grader gradescope-run`) keeps of /autograder/submission_metadata.json
+(https://gradescope-autograders.readthedocs.io/en/latest/submission_metadata/), lateness
+included, for the instructor.
 """
 from __future__ import annotations
 
@@ -68,3 +71,52 @@ RESULTS_SCHEMA = {
     ],
     "additionalProperties": False,
 }
+
+
+# --------------------------------------------------------------------------- submission metadata
+
+def _when(text):
+    """A timestamp of submission_metadata.json (ISO 8601 with an offset), or None."""
+    from datetime import datetime
+
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def lateness(metadata: dict) -> dict:
+    """How late the submission is, from /autograder/submission_metadata.json: for the
+    instructor (results' extra_data), never a deduction. A due date of the student's own (an
+    extension, where Gradescope lists one under the user) wins over the assignment's."""
+    assignment = metadata.get("assignment") or {}
+    users = metadata.get("users") or []
+    own = (users[0].get("assignment") or {}) if users and isinstance(users[0], dict) else {}
+    source = "user" if own.get("due_date") else "assignment"
+    dates = own if source == "user" else assignment
+    submitted, due, late_due = (_when(metadata.get("created_at")), _when(dates.get("due_date")),
+                                _when(dates.get("late_due_date")))
+    seconds = (submitted - due).total_seconds() if submitted and due else None
+    return {
+        "submitted_at": metadata.get("created_at"),
+        "due_date": dates.get("due_date"),
+        "late_due_date": dates.get("late_due_date"),
+        "due_date_from": source,
+        "late": None if seconds is None else seconds > 0,
+        "seconds_late": None if seconds is None else max(0, round(seconds)),
+        "after_late_due_date": (submitted > late_due) if submitted and late_due else None,
+    }
+
+
+def submission_facts(metadata: dict) -> dict:
+    """What results.json keeps of the metadata: ids, the assignment's title, the lateness."""
+    assignment = metadata.get("assignment") or {}
+    return {
+        "submission_id": metadata.get("id"),
+        "assignment": assignment.get("title"),
+        "assignment_id": assignment.get("id"),
+        "user_ids": [u.get("id") for u in metadata.get("users") or [] if isinstance(u, dict)],
+        "lateness": lateness(metadata),
+    }

@@ -3,7 +3,8 @@
 A release holds what a student needs to do the exercises and check them: the stubs
 (exercises/), the public tests, the data, the part of `grader` that `grader check` imports,
 and the files that make it a project (README, pyproject.toml, a Makefile, bootstrap.py for
-setting up without make, .gitignore, a GitHub workflow). Everything else stays here: the
+setting up without make, .gitignore, the GitHub workflows: the public check, and grading with
+the hidden tests from the course's private grading repository, for GitHub Classroom). Everything else stays here: the
 solutions, the hidden tests, the mistake catalogue, the project's own suite, the examples.
 
 Three safeguards:
@@ -47,6 +48,7 @@ TEMPLATES = {
     "pyproject.toml": "pyproject.toml",
     "gitignore": ".gitignore",
     "check.yml": ".github/workflows/check.yml",
+    "grade.yml": ".github/workflows/grade.yml",   # grading with the hidden tests, for Classroom
 }
 CHAPTERS_MARK = "<!-- chapters -->"
 # Where the released package's imports start: the command line, and the pytest plugin that
@@ -489,7 +491,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "release", help="write the student repository: stubs, public tests, data, check",
         description="Write the student repository into DEST: exercises/ (the stubs), the public "
                     "tests, datasets/, the part of grader that `grader check` needs, README, "
-                    "pyproject.toml, Makefile, bootstrap.py, .gitignore and a GitHub workflow. "
+                    "pyproject.toml, Makefile, bootstrap.py, .gitignore and two GitHub workflows "
+                    "(the public check; grading with the hidden tests, skipped until set up). "
                     "No solutions and no hidden tests: a leak scan checks every file and fails, "
                     "naming file and line, if one slipped through. Releasing again into DEST adds "
                     "chapters and updates tests and tools, never overwriting an exercise file a "

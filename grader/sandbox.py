@@ -75,6 +75,8 @@ class Limits:
     fsize_mb: int = 64             # largest file the code may write
     disk_mb: int = 256             # HOME, /tmp, /var/tmp, /dev/shm, /run/lock: each a tmpfs this large
     nofile: int = 1024             # open file descriptors
+    gpu: bool = False              # CUDA in use: memory_mb caps resident memory (grader.memwatch),
+                                   # not address space, which CUDA reserves by the gigabyte
 
     @property
     def wall_backstop(self) -> float:
@@ -539,6 +541,9 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
           env: dict[str, str], parent: int) -> None:
     """Runs in the forked child before pytest starts: namespaces, limits, environment,
     then the switch to the slot's uid. Raises if the sandbox cannot be entered."""
+    if limits.gpu:  # before anything else, while still privileged: see grader.memwatch
+        from grader import memwatch
+        memwatch.start(limits.memory_mb, ws.uid if isolation.root and isolation.drop_privileges else None)
     if isolation.root:
         flags = (CLONE_NEWNET if isolation.network_namespace else 0) | \
                 (CLONE_NEWNS if isolation.mount_namespace else 0) | \
@@ -611,7 +616,8 @@ def _set_limits(limits: Limits, root: bool) -> None:
             value = min(value, hard)
         resource.setrlimit(which, (value, value))
 
-    cap(resource.RLIMIT_AS, vm_size() + limits.memory_mb * (1 << 20))
+    if not limits.gpu:  # with a GPU, grader.memwatch enforces memory_mb instead
+        cap(resource.RLIMIT_AS, vm_size() + limits.memory_mb * (1 << 20))
     cpu = int(limits.cpu * 1.25) + 10   # the kernel's own backstop per process (SIGXCPU, then SIGKILL)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
     cap(resource.RLIMIT_FSIZE, limits.fsize_mb * (1 << 20))

@@ -10,7 +10,7 @@ none of them.
 
 Two Unix sockets (SOCK_SEQPACKET, one message each) join the grader and the zygote:
 
-    control   grader -> zygote   {"op": "warm"|"collect"|"grade"|"quit", ...}, descriptors
+    control   grader -> zygote   {"op": "warm"|"collect"|"grade"|"cuda-probe"|"quit", ...}, descriptors
                                   passed alongside (SCM_RIGHTS); one reply per request
     events    zygote -> grader   {"pid": ..., "status": ..., "cpu": ...} when a child ends
 
@@ -147,6 +147,11 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict
         result_fd, ack_fd, log_fd = fds
         plan = child.plan_from_dict(message["plan"], result_fd, ack_fd, os.getpid())
         pid = fork_child(lambda: child.run(plan), keep={result_fd, ack_fd}, output=log_fd)
+    elif op == "cuda-probe":  # --require-gpu: CUDA in a child made like the grading ones
+        from grader import gpu
+        (write_fd,) = fds
+        me = os.getpid()
+        pid = fork_child(lambda: gpu.probe_in_child(message, write_fd, me), keep={write_fd})
     else:
         raise ValueError(f"unknown request {op!r}")
     children.add(pid)
