@@ -85,7 +85,7 @@ NBGRADER_STAMP := $(VENV)/.nbgrader
 nbgrader-setup: $(NBGRADER_STAMP)
 
 $(NBGRADER_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev,nbgrader]'
+	$(PY) -m pip install --quiet -e '.[grade,dev,nbgrader]'
 	@$(PY) -c "import nbgrader" 2>/dev/null || { echo "nbgrader-setup: nbgrader is still not installed: pyproject.toml needs the nbgrader extra under [project.optional-dependencies]"; exit 1; }
 	@touch $@
 

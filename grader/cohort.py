@@ -189,6 +189,8 @@ def hidden_paths(root: Path, tests_root: Path, submissions: Path, out: Path,
     submissions, git history, other students' submissions and the gradebook."""
     candidates = [root / "solutions", root / "tests", tests_root, root / "examples", root / ".git",
                   root / "benchmarks", submissions, out]
+    if (submissions.parent / "nbgrader_config.py").is_file():  # nbgrader's submitted/ sits in its
+        candidates.append(submissions.parent)                   # course, whose source/ has solutions
     chosen = []
     for p in candidates:
         p = p.resolve()

@@ -53,7 +53,7 @@ TEMPLATES = {
 CHAPTERS_MARK = "<!-- chapters -->"
 # Where the released package's imports start: the command line, and the pytest plugin that
 # pyproject.toml loads.
-GRADER_ROOTS = ("__init__", "__main__", "cli", "plugin")
+GRADER_ROOTS = ("__init__", "__main__", "cli", "plugin", "notebook")
 MIN_SECRET = 20          # shorter lines (`return x`, `optimizer.step()`) are not evidence
 SKIPPED_NAMES = {"__pycache__", ".DS_Store"}
 

@@ -7,6 +7,12 @@ named exactly like a chapter module (`ch05_linear_regression.py`) are taken; not
 ever extracted to disk by the archive libraries: members are read into memory, capped,
 and written by the grader under names it chooses. So `../` paths, absolute paths, links
 and devices cannot place anything anywhere, and a zip bomb costs at most the cap.
+
+A chapter notebook of `grader nbgrader` (`ch05.ipynb`) stands for its chapter file, so
+nbgrader's `submitted/<student>/<assignment>/ch05.ipynb` layout is graded as it is: the
+grader reads the notebook's solution cells into the released module
+(`grader.nbgrader.graded_module`) and grades that like any chapter file. Where a
+submission holds both, the chapter file in the better place wins, the `.py` on a tie.
 """
 from __future__ import annotations
 
@@ -29,10 +35,12 @@ from grader.suspicious import scan_files
 from grader.syllabus import CHAPTERS, chapter_of_module
 
 FILE_CAP = 1 << 20              # a chapter file larger than 1 MB is not source code
+NOTEBOOK_CAP = 64 << 20         # notebooks carry outputs (plots): a larger one is not a chapter's
 MEMBER_LIMIT = 5000             # archives with more entries are refused
 EXPANDED_LIMIT = 256 << 20      # bytes a .tar.* may expand to while it is scanned
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".zip")
 CHAPTER_FILE_RE = re.compile(r"^ch\d\d_\w+\.py$")
+NOTEBOOK_RE = re.compile(r"^ch(\d\d)\.ipynb$")
 SAFE_ID_RE = re.compile(r"[^\w.@+-]")
 RESERVED_IDS = {"grades.csv", "report.html"}   # files of the output folder
 
@@ -148,7 +156,7 @@ def read(sub: Submission) -> Submission:
 def _nothing_found(sub: Submission) -> str:
     hint = f" ({sub.notes[0]})" if sub.notes else ""
     return ("no chapter files found: expected files like ch05_linear_regression.py under "
-            f"exercises/ or at the top{hint}")
+            f"exercises/ or at the top, or chapter notebooks like ch05/ch05.ipynb{hint}")
 
 
 # --------------------------------------------------------------------------- entries
@@ -182,15 +190,20 @@ def _folder_entries(root: Path) -> list[_Entry]:
             elif not stat.S_ISREG(st.st_mode):
                 entries.append(_Entry(rel + (name,), None, 0, "special file"))
             else:
-                entries.append(_Entry(rel + (name,), _file_loader(path), st.st_size))
+                entries.append(_Entry(rel + (name,), _file_loader(path, _cap(name)), st.st_size))
     return entries
 
 
-def _file_loader(path: Path):
+def _cap(name: str) -> int:
+    """The most bytes read of a file of that name: a chapter file's or a notebook's cap."""
+    return NOTEBOOK_CAP if NOTEBOOK_RE.match(name) else FILE_CAP
+
+
+def _file_loader(path: Path, cap: int = FILE_CAP):
     def load() -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as f:
-            return f.read(FILE_CAP + 1)
+            return f.read(cap + 1)
     return load
 
 
@@ -213,7 +226,7 @@ def _zip_entries(path: Path) -> list[_Entry]:
         elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: made where there are no modes
             entries.append(_Entry(parts, None, 0, "special file"))
         else:
-            entries.append(_Entry(parts, _zip_loader(zf, info), info.file_size))
+            entries.append(_Entry(parts, _zip_loader(zf, info, _cap(parts[-1])), info.file_size))
     return entries
 
 
@@ -231,10 +244,10 @@ def _refuse_duplicates(names) -> None:
         seen.add(parts)
 
 
-def _zip_loader(zf: zipfile.ZipFile, info: zipfile.ZipInfo):
+def _zip_loader(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int = FILE_CAP):
     def load() -> bytes:
         with zf.open(info) as f:   # decompresses lazily: reading is capped, not the header
-            return f.read(FILE_CAP + 1)
+            return f.read(cap + 1)
     return load
 
 
@@ -293,9 +306,9 @@ def _tar_entries(path: Path) -> list[_Entry]:
                     entries.append(_Entry(parts, None, 0, "special file"))
                 else:
                     data = b""
-                    if _wanted(parts) and member.size <= FILE_CAP:
+                    if _wanted(parts) and member.size <= _cap(parts[-1]):
                         f = tf.extractfile(member)
-                        data = f.read(FILE_CAP + 1) if f else b""
+                        data = f.read(_cap(parts[-1]) + 1) if f else b""
                     entries.append(_Entry(parts, (lambda d=data: d), member.size))
     finally:
         raw.close()
@@ -312,12 +325,18 @@ def _safe_parts(name: str) -> tuple[str, ...] | None:
     return parts
 
 
+def _named_like_chapter(name: str) -> bool:
+    return bool(CHAPTER_FILE_RE.match(name) or NOTEBOOK_RE.match(name))
+
+
 def _wanted(parts: tuple[str, ...]) -> bool:
-    return bool(CHAPTER_FILE_RE.match(parts[-1])) and _location(parts) is not None
+    return _named_like_chapter(parts[-1]) and _location(parts) is not None
 
 
 def _location(parts: tuple[str, ...]) -> int | None:
-    """Preference of where a chapter file sits (lower is better), None if elsewhere."""
+    """Preference of where a chapter file sits (lower is better), None if elsewhere. A
+    notebook may also sit in nbgrader's assignment folder below one wrapping folder
+    (`alice/ch05/ch05.ipynb` in alice.zip)."""
     dirs = parts[:-1]
     if dirs == ("exercises",):
         return 0
@@ -327,6 +346,8 @@ def _location(parts: tuple[str, ...]) -> int | None:
         return 2
     if len(dirs) == 1:
         return 3
+    if len(dirs) == 2 and NOTEBOOK_RE.match(parts[-1]) and dirs[1] == parts[-1][: -len(".ipynb")]:
+        return 4
     return None
 
 
@@ -334,34 +355,91 @@ def _choose(entries: list[_Entry]) -> tuple[dict[str, bytes], list[str]]:
     """The chapter files to grade, and notes on everything skipped on the way."""
     notes = []
     for e in entries:
-        if e.kind != "file" and CHAPTER_FILE_RE.match(e.parts[-1] if e.parts else ""):
+        if e.kind != "file" and _named_like_chapter(e.parts[-1] if e.parts else ""):
             notes.append(f"{printable('/'.join(e.parts))}: a {e.kind}, not a regular file; skipped")
         elif e.kind == "unsafe path":
             notes.append(f"{printable(e.parts[0])}: unsafe path in the archive; skipped")
-    best: dict[str, tuple[int, _Entry]] = {}
+    best: dict[str, tuple[tuple[int, int], _Entry]] = {}
     for e in entries:
-        if e.kind != "file" or not CHAPTER_FILE_RE.match(e.parts[-1]):
+        if e.kind != "file" or not _named_like_chapter(e.parts[-1]):
             continue
         where = _location(e.parts)
         if where is None:
             continue
-        name = e.parts[-1]
-        if chapter_of_module(name) is None:
-            number = name[2:4]
-            if number in CHAPTERS:
-                notes.append(f"{printable('/'.join(e.parts))}: not a chapter file (chapter {number}'s "
-                             f"file is {CHAPTERS[number].filename}); skipped")
+        name = _chapter_filename(e, notes)
+        if name is None:
             continue
-        if name not in best or where < best[name][0]:
-            best[name] = (where, e)
+        rank = (where, 1 if NOTEBOOK_RE.match(e.parts[-1]) else 0)
+        if name not in best:
+            best[name] = (rank, e)
+            continue
+        loser = e
+        if rank < best[name][0]:
+            best[name], loser = (rank, e), best[name][1]
+        if NOTEBOOK_RE.match(loser.parts[-1]) or NOTEBOOK_RE.match(best[name][1].parts[-1]):
+            notes.append(f"{printable('/'.join(loser.parts))}: skipped: {name} is graded from "
+                         f"{printable('/'.join(best[name][1].parts))}")
     files = {}
-    for name, (where, e) in sorted(best.items()):
-        if e.size > FILE_CAP:
-            notes.append(f"{name}: larger than {FILE_CAP >> 20} MB; skipped")
-            continue
-        data = e.load()
-        if len(data) > FILE_CAP:
-            notes.append(f"{name}: larger than {FILE_CAP >> 20} MB once unpacked; skipped")
-            continue
-        files[name] = data
+    for name, (rank, e) in sorted(best.items()):
+        data = _load(e, notes)
+        if data is not None and NOTEBOOK_RE.match(e.parts[-1]):
+            data = _module_of_notebook(e, data, notes)
+        if data is not None:
+            files[name] = data
     return files, notes
+
+
+def _chapter_filename(e: _Entry, notes: list[str]) -> str | None:
+    """The chapter file an entry provides (a notebook provides its chapter's), or None."""
+    name = e.parts[-1]
+    match = NOTEBOOK_RE.match(name)
+    if match:
+        return CHAPTERS[match.group(1)].filename if match.group(1) in CHAPTERS else None
+    if chapter_of_module(name) is None:
+        number = name[2:4]
+        if number in CHAPTERS:
+            notes.append(f"{printable('/'.join(e.parts))}: not a chapter file (chapter {number}'s "
+                         f"file is {CHAPTERS[number].filename}); skipped")
+        return None
+    return name
+
+
+def _load(e: _Entry, notes: list[str]) -> bytes | None:
+    """The entry's bytes, or None (with a note) when it is larger than its cap."""
+    cap, name = _cap(e.parts[-1]), e.parts[-1]
+    if e.size > cap:
+        notes.append(f"{name}: larger than {cap >> 20} MB; skipped")
+        return None
+    data = e.load()
+    if len(data) > cap:
+        notes.append(f"{name}: larger than {cap >> 20} MB once unpacked; skipped")
+        return None
+    return data
+
+
+def _module_of_notebook(e: _Entry, data: bytes, notes: list[str]) -> bytes | None:
+    """The chapter file graded for a chapter notebook: its solution cells in the released
+    module. A copy of the grader without the solutions (a CI or Gradescope bundle) takes the
+    notebook's code cells as they are. A file that is no notebook is skipped with a note, as
+    the chapter is missing."""
+    from grader.notebook import NotebookError, module_source, read_notebook
+
+    label = printable("/".join(e.parts))
+    chapter = NOTEBOOK_RE.match(e.parts[-1]).group(1)
+    try:
+        nb = read_notebook(data, label)
+        try:
+            from grader import nbgrader
+            text, more = nbgrader.graded_module(nb, chapter)
+        except (ImportError, OSError):
+            text, more = module_source(nb), []
+    except NotebookError as exc:
+        reason = str(exc)
+        notes.append(f"{reason if reason.startswith(label) else f'{label}: {reason}'}; skipped")
+        return None
+    notes += [f"{label}: {note}" for note in more]
+    module = text.encode("utf-8")
+    if len(module) > FILE_CAP:
+        notes.append(f"{label}: its code is larger than {FILE_CAP >> 20} MB; skipped")
+        return None
+    return module
