@@ -152,7 +152,7 @@ def probe_sandboxed(zygote, ws, limits, isolation, hide: list[Path], datasets: P
                     tests_root: Path, timeout: float = PROBE_TIMEOUT) -> Report:
     """From the zygote, in the sandbox a grading child enters (same limits, same uid), as
     `grader grade` will run the tests. `ws` is a created Workspace for the probe."""
-    from grader import child, sandbox
+    from grader import accounting, child
     from grader.process import kill_group
 
     plan = child.plan_to_dict([], ws, limits, isolation, hide, datasets, tests_root, frozenset())
@@ -168,7 +168,7 @@ def probe_sandboxed(zygote, ws, limits, isolation, hide: list[Path], datasets: P
         data, timed_out = _read_report(read_fd, timeout)
     finally:
         kill_group(pid)
-        sandbox.kill_uid(ws.uid)
+        accounting.kill_uid(ws.uid)
     return _conclude(data, timed_out, timeout)
 
 

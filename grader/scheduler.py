@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from grader import child, sandbox
+from grader import accounting, child, sandbox
 from grader.manifest import Manifest
 from grader.process import LogBuffer, chapter_test_args, death_reason, kill_group
 from grader.protocol import ACK, STOP, Action, ResultStream
@@ -30,25 +30,11 @@ from grader.redact import printable
 from grader.results import ChapterResult, Outcome, Status, SubmissionResult
 from grader.submissions import Submission
 from grader.syllabus import CHAPTERS
+from grader.timelimits import SOLO_FACTOR, Stop, budget, exceeded
 from grader.zygote import Zygote
 
 MAX_CRASHES = 4                 # fresh children per chapter after crashes
-SOLO_FACTOR = 3.0               # wall-clock backstops when graded again alone: still load
-                                # from outside the grader, so more room (CPU limits are unchanged)
 TICK = 0.25                     # seconds between CPU-time samples of running children
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Why the parent stopped a child: a time limit, measured from outside the child."""
-    kind: str       # "test-cpu" | "test-wall" (the test in flight) | "cpu" | "wall" (the submission)
-    reason: str
-    load: float     # the 1-minute load average when it was hit
-
-    @property
-    def backstop(self) -> bool:
-        """A wall-clock limit: machine load may have caused it."""
-        return self.kind in ("test-wall", "wall")
 
 
 @dataclass
@@ -78,6 +64,32 @@ class Run:
         self.test_wall0 = self.started
         self.sampled = 0.0                  # when `cpu` was last measured
         self.stop: Stop | None = None       # why the parent killed it, if it did
+
+    # -- its pipes
+    def unregister(self, selector: selectors.BaseSelector, kind: str) -> None:
+        """Stop reading the result or log pipe, and close it."""
+        fd = self.result_fd if kind == "result" else self.log_fd
+        if fd < 0:
+            return
+        try:
+            selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        os.close(fd)
+        if kind == "result":
+            self.result_fd = -1
+        else:
+            self.log_fd = -1
+
+    def close_ack(self) -> None:
+        if self.ack_fd >= 0:
+            os.close(self.ack_fd)
+            self.ack_fd = -1
+
+    def close(self, selector: selectors.BaseSelector) -> None:
+        self.unregister(selector, "result")
+        self.unregister(selector, "log")
+        self.close_ack()
 
 
 class Job:
@@ -209,14 +221,14 @@ class Scheduler:
                 self._fork(run)
                 return None
             except OSError as exc:  # the machine, not the student: say so, go on
-                self._close_run(run)
+                run.close(self.selector)
                 _infrastructure_error(job.chapters[chapter], f"could not start the tests: {exc}")
                 job.queue.pop(0)
                 job.run, skip = None, frozenset()
         for c in job.queue:  # the time limit ran out before these chapters started
             cr = job.chapters[c]
             cr.status = Status.TIMEOUT
-            cr.reason = f"not run: the submission used up its time ({_budget(self.settings.limits)})"
+            cr.reason = f"not run: the submission used up its time ({budget(self.settings.limits)})"
             cr.fail_all(cr.reason)
         job.queue.clear()
         return self._result(job)
@@ -239,14 +251,14 @@ class Scheduler:
         run = job.run
         if run is not None and run.pid:
             kill_group(run.pid)
-            self._close_run(run)
+            run.close(self.selector)
             if run.pid in self.runs_by_pid:  # the zygote reaps it and reports the exit
                 del self.runs_by_pid[run.pid]
                 self.exited.pop(run.pid, None)
         stray: list[str] = []
         if job.ws.path.exists():
-            sandbox.kill_uid(job.uid)
-            stray = sandbox.remove_stray_files(job.uid)
+            accounting.kill_uid(job.uid)
+            stray = accounting.remove_stray_files(job.uid)
             job.ws.destroy()
         self.jobs.pop(job.slot, None)
         return stray
@@ -254,15 +266,7 @@ class Scheduler:
     # -- children
     def _fork(self, run: Run) -> None:
         job, s = run.job, self.settings
-        # --confcutdir: collection never looks above the working folder (a link elsewhere
-        # on the machine that the student's uid cannot follow would fail it).
-        extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short", f"--confcutdir={job.ws.path}",
-                 "-W", "ignore::pytest.PytestAssertRewriteWarning",
-                 "--timeout", "0",  # no wall-clock limit in the child: the CPU alarm instead
-                 "--cpu-timeout", f"{s.limits.test_cpu:g}",
-                 "--basetemp", str(job.ws.tmp / "pytest"),
-                 "--datasets", str(s.datasets)]
-        args = chapter_test_args(run.chapter, job.ws.student, tests_dir=job.ws.tests, extra=extra)
+        args = grading_args(run.chapter, job.ws, s)
         res_r, res_w = os.pipe()
         log_r, log_w = os.pipe()
         ack_r, ack_w = os.pipe()
@@ -311,7 +315,7 @@ class Scheduler:
             except OSError:
                 chunk = b""
             if not chunk:
-                self._unregister(run, kind)
+                run.unregister(self.selector, kind)
                 return
             if kind == "log":
                 run.job.log.add(chunk)
@@ -328,28 +332,25 @@ class Scheduler:
                     os.write(run.ack_fd, b"1")
                 except OSError:
                     pass
-                self._close_ack(run)
+                run.close_ack()
             elif action == STOP:
-                self._unregister(run, "result")
+                run.unregister(self.selector, "result")
                 kill_group(run.pid)
             elif action.kind == "started":
-                run.test_cpu0, run.test_wall0 = sandbox.process_cpu(run.pid), time.monotonic()
+                run.test_cpu0, run.test_wall0 = accounting.process_cpu(run.pid), time.monotonic()
             elif action.kind == "finished":
                 test = run.job.chapters[run.chapter].tests[action.nodeid]
-                test.cpu = round(max(0.0, sandbox.process_cpu(run.pid) - run.test_cpu0), 3)
+                test.cpu = round(max(0.0, accounting.process_cpu(run.pid) - run.test_cpu0), 3)
                 test.duration = round(time.monotonic() - run.test_wall0, 3)
 
     # -- time limits, measured from outside the child
-    def _cpu_uid(self, job: Job) -> int | None:
-        """The slot's uid when it is dedicated to this job (root), else None (count the
-        process group only: the grader's own uid runs other things too)."""
-        return job.uid if self.settings.isolation.drop_privileges and job.uid != os.getuid() else None
-
     def _sample_cpu(self, run: Run, now: float) -> float:
-        """The CPU time of the child's whole tree, at most every TICK seconds (a /proc scan)."""
+        """The CPU time of the child's whole tree, at most every TICK seconds (a /proc scan).
+        Counted by the slot's uid where it is the job's own (root), else by process group."""
         if run.pid and run.pid not in self.exited and now - run.sampled >= TICK:
+            own = self.settings.isolation.drop_privileges and run.job.uid != os.getuid()
             run.sampled = now
-            run.cpu = max(run.cpu, sandbox.cpu_seconds(run.pid, self._cpu_uid(run.job)))
+            run.cpu = max(run.cpu, accounting.cpu_seconds(run.pid, run.job.uid if own else None))
         return run.cpu
 
     def _enforce(self, job: Job, now: float) -> None:
@@ -357,51 +358,16 @@ class Scheduler:
         run = job.run
         if run is None or run.stop is not None or run.pid in self.exited:
             return
-        limits = self.settings.limits
-        solo = SOLO_FACTOR if job.solo else 1.0
-        cpu = self._sample_cpu(run, now)
         testing = run.stream.current is not None
-        test_cpu = sandbox.process_cpu(run.pid) - run.test_cpu0 if testing else 0.0
-        if job.cpu + cpu > limits.cpu:
-            stop = ("cpu", f"used up its {limits.cpu:g} s of CPU time")
-        elif testing and test_cpu > limits.test_cpu_hard:
-            stop = ("test-cpu", f"timed out: the test used more than {limits.test_cpu:g} s of CPU time: "
-                                "is there an infinite loop, or far more work than the task needs?")
-        elif testing and now - run.test_wall0 > limits.test_wall * solo:
-            stop = ("test-wall", f"stopped after {limits.test_wall * solo:g} s of waiting (wall clock) while "
-                                 f"using {test_cpu:.1f} s of CPU time: is the code sleeping or waiting for input?")
-        elif now >= job.deadline:
-            stop = ("wall", f"stopped after the submission's wall-clock backstop of "
-                            f"{limits.wall_backstop * solo:g} s")
-        else:
+        stop = exceeded(self.settings.limits, solo=job.solo,
+                        submission_cpu=job.cpu + self._sample_cpu(run, now),
+                        test_cpu=accounting.process_cpu(run.pid) - run.test_cpu0 if testing else None,
+                        test_wall=now - run.test_wall0, past_deadline=now >= job.deadline)
+        if stop is None:
             return
         run.stop = Stop(*stop, load=round(os.getloadavg()[0], 2))
         kill_group(run.pid)
-        sandbox.kill_uid(job.uid)
-
-    def _unregister(self, run: Run, kind: str) -> None:
-        fd = run.result_fd if kind == "result" else run.log_fd
-        if fd < 0:
-            return
-        try:
-            self.selector.unregister(fd)
-        except (KeyError, ValueError):
-            pass
-        os.close(fd)
-        if kind == "result":
-            run.result_fd = -1
-        else:
-            run.log_fd = -1
-
-    def _close_ack(self, run: Run) -> None:
-        if run.ack_fd >= 0:
-            os.close(run.ack_fd)
-            run.ack_fd = -1
-
-    def _close_run(self, run: Run) -> None:
-        self._unregister(run, "result")
-        self._unregister(run, "log")
-        self._close_ack(run)
+        accounting.kill_uid(job.uid)
 
     def _advance(self) -> list[SubmissionResult]:
         """Reap children, enforce deadlines, move finished runs on."""
@@ -430,8 +396,8 @@ class Scheduler:
         self._read(run, "result", drain=True)
         self._read(run, "log", drain=True)
         kill_group(run.pid)
-        sandbox.kill_uid(job.uid)
-        self._close_run(run)
+        accounting.kill_uid(job.uid)
+        run.close(self.selector)
         if run.stop is not None and run.stop.backstop and not job.solo:
             # A wall-clock limit on a shared machine may be the machine's doing, not the
             # code's: grade this submission again, alone, before any time limit counts.
@@ -451,6 +417,19 @@ class Scheduler:
         return self._finish_chapter(job)
 
 
+def grading_args(chapter: str, ws: sandbox.Workspace, s: Settings) -> list[str]:
+    """pytest's arguments in a grading child."""
+    # --confcutdir: collection never looks above the working folder (a link elsewhere on the
+    # machine that the student's uid cannot follow would fail it).
+    extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short", f"--confcutdir={ws.path}",
+             "-W", "ignore::pytest.PytestAssertRewriteWarning",
+             "--timeout", "0",  # no wall-clock limit in the child: the CPU alarm instead
+             "--cpu-timeout", f"{s.limits.test_cpu:g}",
+             "--basetemp", str(ws.tmp / "pytest"),
+             "--datasets", str(s.datasets)]
+    return chapter_test_args(chapter, ws.student, tests_dir=ws.tests, extra=extra)
+
+
 def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: Stop | None,
                  limits: sandbox.Limits, log: LogBuffer, time_left: bool) -> frozenset[str] | None:
     """A child has exited: decide what the chapter's unreported tests become, and whether
@@ -463,7 +442,7 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: 
         cr.fail_all(f"not graded: {cr.reason}", only_unreported=True)
     elif stop is not None and stop.kind in ("cpu", "wall"):
         cr.status = Status.TIMEOUT
-        cr.reason = f"{stop.reason} ({_budget(limits)})"
+        cr.reason = f"{stop.reason} ({budget(limits)})"
         for t in unreported:
             t.message = (f"stopped: {cr.reason} (during this test)" if t.nodeid == stream.current
                          else f"not run: {cr.reason}")
@@ -498,11 +477,6 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: 
         for t in remaining:
             t.message = f"not run: {why} in an earlier test"
     return None
-
-
-def _budget(limits: sandbox.Limits) -> str:
-    return (f"limits: {limits.test_cpu:g} s of CPU time per test, {limits.cpu:g} s per submission, "
-            f"{limits.wall_backstop:g} s wall clock")
 
 
 def _infrastructure_error(cr: ChapterResult, reason: str) -> None:

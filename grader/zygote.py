@@ -29,7 +29,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from grader import sandbox
+from grader import accounting, sandbox
 from grader.process import fork_child, kill_group
 
 MESSAGE = 1 << 16
@@ -171,4 +171,4 @@ def _reap(children: set[int], events: socket.socket) -> None:
             events.send(json.dumps({"pid": pid, "status": status,
                                     "cpu": usage.ru_utime + usage.ru_stime}).encode())
         # anything else was an orphan of student code re-parented here: reaped, gone
-        sandbox.kill_orphans(children)
+        accounting.kill_orphans(children)

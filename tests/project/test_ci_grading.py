@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from grader import ci, cli, gradescope, gradescope_zip, release, sandbox
+from grader import accounting, ci, cli, gradescope, gradescope_zip, release, sandbox
 from grader.gradescope import RESULTS_SCHEMA
 from grader.paths import ROOT
 from grader.process import fork_child
@@ -363,7 +363,7 @@ def _sandboxed(limits: sandbox.Limits, body) -> int:
         _, status = os.waitpid(pid, 0)
         return status
     finally:
-        sandbox.kill_uid(uid)
+        accounting.kill_uid(uid)
         pool.release()
         work.remove()
 

@@ -146,3 +146,18 @@ def test_limits_scale_with_the_calibration_and_stay_put_within_noise():
     limits = Limits().scaled(2.0)
     assert limits.test_cpu == 2 * Limits().test_cpu and limits.cpu == 2 * Limits().cpu
     assert limits.wall_backstop >= 4 * limits.cpu and limits.test_wall > 4 * limits.test_cpu
+
+
+def test_the_time_limit_rule_prefers_cpu_time_and_widens_backstops_when_alone():
+    from grader.timelimits import SOLO_FACTOR, exceeded
+    limits = Limits(test_cpu=10, cpu=100)
+    calm = dict(solo=False, submission_cpu=5, test_cpu=1, test_wall=5, past_deadline=False)
+    assert exceeded(limits, **calm) is None
+    assert exceeded(limits, **{**calm, "submission_cpu": 101})[0] == "cpu"
+    assert exceeded(limits, **{**calm, "test_cpu": limits.test_cpu_hard + 1})[0] == "test-cpu"
+    slow = {**calm, "test_wall": limits.test_wall + 1}
+    assert exceeded(limits, **slow)[0] == "test-wall"
+    assert exceeded(limits, **{**slow, "solo": True}) is None  # alone: SOLO_FACTOR x the backstop
+    assert exceeded(limits, **{**slow, "solo": True, "test_wall": SOLO_FACTOR * limits.test_wall + 1})
+    assert exceeded(limits, **{**calm, "test_cpu": None, "test_wall": 10**6}) is None  # between tests
+    assert exceeded(limits, **{**calm, "past_deadline": True})[0] == "wall"

@@ -24,6 +24,7 @@ import torchvision  # noqa: F401 - imported once here rather than in every forke
 from filelock import FileLock
 
 import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken now
+import grader.accounting as accounting
 import grader.sandbox as sandbox
 from grader.paths import ROOT
 from grader.process import fork_child
@@ -196,7 +197,7 @@ def grader_processes(grace: float = 15.0) -> list[int]:
         return []
     deadline = time.monotonic() + grace
     while True:
-        found = [pid for uid in run_uids() for pid in sandbox.processes_of(uid)]
+        found = [pid for uid in run_uids() for pid in accounting.processes_of(uid)]
         left = deadline - time.monotonic()
         if not found or left <= 0:
             return found
