@@ -243,7 +243,7 @@ def test_cohort_workflow_shards_on_gpu_runners_and_merges_without_torch():
     text = COHORT_YML.read_text(encoding="utf-8")
     assert text == (ROOT / "examples" / "ci" / "grade-cohort.yml").read_text(encoding="utf-8")
     grade, merge = _job(text, "grade"), _job(text, "merge")
-    assert "runs-on: ${{ fromJSON(inputs.runner) }}" in grade and "gpu" in text.split("runner:", 1)[1][:300]
+    assert "runs-on: ${{ fromJSON(inputs.runner || vars.GRADER_RUNNER || '[\"self-hosted\", \"linux\", \"gpu\"]') }}" in grade
     assert "shard: [1, 2, 3, 4]" in grade and "cache: pip" in grade and "cache: pip" in merge
     assert "bootstrap.py" not in merge and "make setup" not in merge
     assert not re.search(r"pip install[^\n]*torch", merge)
