@@ -32,10 +32,8 @@ import pwd
 import resource
 import shutil
 import signal
-import stat
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -122,7 +120,8 @@ class Isolation:
             return "WEAK: student code runs as root (" + "; ".join(self.notes) + ")"
         parts = ["separate uid per job"]
         parts.append("no network (namespace)" if self.network_namespace else "network blocked by the plugin only")
-        parts.append("instructor folders hidden, private size-limited HOME, /tmp and /dev/shm "
+        parts.append("instructor folders hidden, private size-limited HOME, /dev/shm and /tmp "
+                     "(/tmp only where the grader's own files are not in it) "
                      "(mount namespace)" if self.mount_namespace
                      else "instructor folders protected by permissions only")
         parts.append("private IPC objects (namespace)" if self.ipc_namespace
@@ -429,7 +428,7 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
                            "size=4k,mode=0755")
                 except OSError:
                     pass  # permissions still protect it
-            _private_tmpfs(ws, limits)
+            _private_tmpfs(ws, limits, needed_paths() + [Path(env.get("PRACTICE_DATASETS", "/"))])
     _set_limits(limits, isolation.root)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
     os.environ.clear()
@@ -450,15 +449,20 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
     sys.dont_write_bytecode = True
 
 
-def _private_tmpfs(ws: Workspace, limits: Limits) -> None:
+def _private_tmpfs(ws: Workspace, limits: Limits, needed: list[Path]) -> None:
     """HOME and the machine's shared writable folders become empty, size-limited tmpfs
-    mounts private to this job: a disk quota, and no files shared with other jobs."""
+    mounts private to this job: a disk quota, and no files shared with other jobs.
+
+    A shared folder that holds what the child needs (the grader, its Python, the data sets,
+    the working folder: a checkout under /tmp, say) is left as it is: covering it would
+    hide them. What the job leaves there is removed after it (`remove_stray_files`)."""
     size = f"size={limits.disk_mb}m"
     _mount("tmpfs", str(ws.home), "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=0700,uid={ws.uid},gid={ws.gid}")
     ws.tmp.mkdir(mode=0o700)
     os.chown(ws.tmp, ws.uid, ws.gid)
     for folder in PRIVATE_SHARED:
-        if os.path.isdir(folder) and not os.path.islink(folder) and not ws.path.is_relative_to(folder):
+        holds = any(p.resolve().is_relative_to(folder) for p in [ws.path, *needed] if str(p) != "/")
+        if os.path.isdir(folder) and not os.path.islink(folder) and not holds:
             _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
 
 
