@@ -94,11 +94,9 @@ def remove_stray_files(uid: int) -> list[str]:
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(pgid: int, uid: int | None = None) -> float:
-    """CPU time (user + system) of the live processes in process group `pgid`, or owned by
-    `uid` (a slot's dedicated uid: code that left the group is still counted), plus what
-    the group's leader has collected from children it waited for."""
-    ticks = 0
+def job_processes(pgid: int, uid: int | None = None):
+    """(pid, /proc/pid/stat fields after the name) of every process in process group `pgid`
+    or owned by `uid` (a slot's dedicated uid: code that left the group still counts)."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -108,10 +106,17 @@ def cpu_seconds(pgid: int, uid: int | None = None) -> float:
             owner = os.stat(f"/proc/{name}").st_uid if uid is not None else None
         except (OSError, IndexError):
             continue
-        if int(fields[2]) != pgid and (uid is None or owner != uid):
-            continue
+        if int(fields[2]) == pgid or (uid is not None and owner == uid):
+            yield int(name), fields
+
+
+def cpu_seconds(pgid: int, uid: int | None = None) -> float:
+    """CPU time (user + system) of the job's live processes (`job_processes`), plus what the
+    group's leader has collected from children it waited for."""
+    ticks = 0
+    for pid, fields in job_processes(pgid, uid):
         ticks += int(fields[11]) + int(fields[12])          # utime, stime
-        if int(name) == pgid:
+        if pid == pgid:
             ticks += int(fields[13]) + int(fields[14])      # cutime, cstime
     return ticks / _TICKS
 

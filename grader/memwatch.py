@@ -47,19 +47,8 @@ def anon_kib(pid: int | str) -> int | None:
 
 def watched(pgid: int, uid: int | None, me: int) -> list[int]:
     """Live processes of the group `pgid`, or owned by `uid` (a slot's dedicated uid)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            owner = os.stat(f"/proc/{name}").st_uid if uid is not None else None
-        except (OSError, IndexError):
-            continue
-        if fields[0] != b"Z" and (int(fields[2]) == pgid or (uid is not None and owner == uid)):
-            found.append(int(name))
-    return found
+    from grader.accounting import job_processes
+    return [pid for pid, fields in job_processes(pgid, uid) if pid != me and fields[0] != b"Z"]
 
 
 def over_limit(pgid: int, uid: int | None, baseline_kib: int, limit_kib: int,
