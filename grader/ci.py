@@ -119,7 +119,9 @@ def cmd_grade_repo(args: argparse.Namespace) -> int:
         with open(args.summary, "a", encoding="utf-8") as f:
             f.write(summary_markdown(record) + "\n")
     if args.classroom:
-        print(classroom_result(record))
+        result = classroom_result(record)
+        if result:  # nothing while awaiting a regrade: the reporter step then records no points
+            print(result)
     return code
 
 
@@ -158,7 +160,10 @@ def _cell(text: str) -> str:
 
 
 def classroom_result(record: dict) -> str:
-    """GitHub Classroom's result for the autograding reporter: base64 of its JSON."""
+    """GitHub Classroom's result for the autograding reporter: base64 of its JSON; "" while the
+    record awaits a regrade (the grader failed, not the student), so no score is reported."""
+    if record.get("extra_data", {}).get("regrade"):
+        return ""
     data = classroom_json(record)
     encoded = base64.b64encode(json.dumps(data).encode()).decode()
     if len(encoded) > CLASSROOM_LIMIT:  # keep the scores, drop the messages

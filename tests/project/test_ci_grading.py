@@ -600,3 +600,12 @@ def test_grading_bundle_holds_tests_and_grader_but_no_solution(tmp_path):
     (other / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
         ci.write_bundle(other, ["05"])
+
+
+def test_no_classroom_score_while_a_submission_awaits_a_regrade():
+    record = {"score": 0, "tests": [{"name": "ch05.forward t", "score": 0, "max_score": 2, "status": "failed",
+                                     "output": "not graded"}],
+              "extra_data": {"max_score": 2, "regrade": ["05"]}}
+    assert ci.classroom_result(record) == ""
+    del record["extra_data"]["regrade"]
+    assert json.loads(base64.b64decode(ci.classroom_result(record)))["status"] == "fail"
