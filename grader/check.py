@@ -43,9 +43,18 @@ class RunOutcome:
 # --------------------------------------------------------------------------- running
 
 def run_pytest(args: Sequence[str], *, timeout: float | None = None,
-               log_limit: int = 64_000) -> RunOutcome:
-    """Fork, run pytest with `args` in the child, return its results."""
+               log_limit: int = 64_000, split: tuple[Path, Path] | None = None) -> RunOutcome:
+    """Fork, run pytest with `args` in the child, return its results.
+
+    `split=(impl folder, tests root)`: the student's code runs in a second child, as in
+    `grader grade` (without its sandbox), and the tests reach it through a socket."""
     start = time.perf_counter()
+    student = 0
+    keep_socket: set[int] = set()
+    if split is not None:
+        student, fd = _student_process(*split)
+        args = [*args, f"--student-fd={fd}"]
+        keep_socket = {fd}
     read_fd, write_fd = os.pipe()
     log_r, log_w = os.pipe()
 
@@ -65,15 +74,20 @@ def run_pytest(args: Sequence[str], *, timeout: float | None = None,
         os.close(write_fd)
         return 0
 
-    pid = fork_child(child, keep={write_fd}, output=log_w)
+    pid = fork_child(child, keep={write_fd, *keep_socket}, output=log_w)
     os.close(write_fd)
     os.close(log_w)
+    for fd in keep_socket:
+        os.close(fd)
     try:
         payload, log, timed_out = _read_until(read_fd, log_r, timeout, log_limit)
     finally:
         kill_group(pid)
         _, wait_status = os.waitpid(pid, 0)
         kill_group(pid)
+        if student:
+            kill_group(student)
+            os.waitpid(student, 0)
     wall = time.perf_counter() - start
     text = log.decode("utf-8", "replace")
     if timed_out:
@@ -84,6 +98,22 @@ def run_pytest(args: Sequence[str], *, timeout: float | None = None,
         return RunOutcome(RunResults.from_dict(data["results"]), data["exit_code"], "", wall, text)
     except (ValueError, KeyError):
         return RunOutcome(RunResults(), None, death_reason(wait_status), wall, text)
+
+
+def _student_process(impl: Path, tests_root: Path) -> tuple[int, int]:
+    """Fork the student's side (`grader.remote.serve`); returns its pid and the judge's end."""
+    import socket
+
+    from grader import remote
+    judge_end, student_end = socket.socketpair()
+
+    def serve() -> int:
+        loader = remote.ModuleLoader(impl, tests_root)
+        return remote.serve(student_end, remote.Server(loader.module, loader.probes))
+
+    pid = fork_child(serve, keep={student_end.fileno()}, output=sys.stderr.fileno())
+    student_end.close()
+    return pid, judge_end.detach()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -301,7 +331,11 @@ def cmd_check(args) -> int:
     if getattr(args, "require_gpu", False):
         require_gpu(forking)
     if forking:
-        outcome = run_pytest(pytest_args, timeout=args.timeout)
+        split = None
+        if getattr(args, "split", False):
+            folder = {"exercises": EXERCISES, "solutions": SOLUTIONS}.get(impl, Path(impl))
+            split = (folder, tests_dir)
+        outcome = run_pytest(pytest_args, timeout=args.timeout, split=split)
     else:
         outcome = run_pytest_subprocess(pytest_args, timeout=args.timeout)
     print(format_check(CHAPTERS[chapter], outcome, verbose=args.verbose,

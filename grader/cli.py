@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fork", action="store_true",
                    help="run pytest in a fresh Python process, as on Windows and macOS, instead of "
                         "forking this one (also: environment PRACTICE_NO_FORK=1)")
+    p.add_argument("--split", action="store_true",
+                   help="(Linux) run your code in a process of its own, as grading does, with the "
+                        "tests reaching it through a socket")
     p.set_defaults(func=check.cmd_check)
 
     if importlib.util.find_spec("grader.stubs") is not None:  # not in a student release

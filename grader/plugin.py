@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
+from grader import remote
 from grader.paths import EXERCISES, SOLUTIONS, datasets_dir as resolve_datasets_dir
+from grader.remote import ImplImportError, StudentProcessGone
 from grader.results import NO_GPU, Outcome, RunResults, TestResult, counts, judge_skip
 from grader.syllabus import ALL_TASKS, CHAPTERS
 
-class ImplImportError(Exception):
-    """The chapter module under test is missing or fails to import."""
-
+EXIT_STUDENT_GONE = 86        # the judge's exit status when the student's process is gone
 
 RESULTS_KEY = pytest.StashKey[RunResults]()
 MODULES_KEY = pytest.StashKey[dict]()
@@ -55,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "POSIX only). Unlike a wall-clock limit, machine load does not change it")
     group.addoption("--allow-network", action="store_true", default=False,
                     help="let tests open network connections (blocked by default)")
+    group.addoption("--student-fd", type=int, default=-1, metavar="FD",
+                    help="(grader grade) the socket to the student's process: student code runs "
+                         "there, never in this process")
 
 
 def impl_dir(config: pytest.Config) -> Path:
@@ -207,50 +210,83 @@ def torch_cuda_available() -> bool:
 # --------------------------------------------------------------------------- fixtures
 
 def load_chapter_module(config: pytest.Config, number: str):
-    """Import (once per session) the chapter module of the implementation under test."""
+    """Import (once per session) the chapter module of the implementation under test, into
+    this process (chapters without a probes.py, whose tests call student code directly)."""
     cache = config.stash[MODULES_KEY]
-    if number in cache:
-        module = cache[number]
-        if isinstance(module, ImplImportError):
-            raise module
-        return module
-    chapter = CHAPTERS[number]
-    folder = impl_dir(config)
-    path = folder / chapter.filename
-    try:
-        if not path.is_file():
-            present = sorted(p.name for p in folder.glob("ch*.py")) if folder.is_dir() else []
-            hint = f" (found: {', '.join(present)})" if present else ""
-            raise ImplImportError(f"{chapter.filename} not found in {folder}{hint}")
-        spec = importlib.util.spec_from_file_location(chapter.module, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[chapter.module] = module
+    if number not in cache:
+        chapter = CHAPTERS[number]
         try:
-            spec.loader.exec_module(module)
-        except SyntaxError as exc:
-            sys.modules.pop(chapter.module, None)
-            raise ImplImportError(f"{chapter.filename} has a syntax error at line {exc.lineno}: "
-                                  f"{exc.msg}") from None
-        except BaseException as exc:  # noqa: BLE001 - any crash at import is the student's
-            sys.modules.pop(chapter.module, None)
-            where = _student_frame(exc.__traceback__, path)
-            raise ImplImportError(f"importing {chapter.filename} failed: "
-                                  f"{type(exc).__name__}: {exc}{where}") from None
-    except ImplImportError as exc:
-        cache[number] = exc
-        raise
-    cache[number] = module
+            cache[number] = remote.import_chapter(impl_dir(config), chapter.filename, chapter.module)
+        except ImplImportError as exc:
+            cache[number] = exc
+    module = cache[number]
+    if isinstance(module, ImplImportError):
+        raise module
     return module
 
 
-@pytest.fixture
-def impl(request: pytest.FixtureRequest):
-    """The chapter module under test (from --impl), for the chapter of the requesting test."""
+CONNECTION_KEY = pytest.StashKey[remote.Connection]()
+
+
+def judged(path: Path) -> bool:
+    """A chapter whose tests run the student's code through probes (it has a probes.py):
+    in `grader grade`, in a process of its own."""
+    return (path.parent / "probes.py").is_file()
+
+
+def student_connection(config: pytest.Config, tests_root: Path) -> remote.Connection:
+    """The judge's connection to the student's code: the socket of --student-fd, else the
+    student's side in this very process (through the same encoding)."""
+    if CONNECTION_KEY not in config.stash:
+        fd = config.getoption("student_fd")
+        if fd >= 0:
+            conn: remote.Connection = remote.SocketConnection(socket.socket(fileno=fd))
+        else:
+            loader = remote.ModuleLoader(impl_dir(config), tests_root)
+            conn = remote.LocalConnection(remote.Server(loader.module, loader.probes, local=True))
+        config.stash[CONNECTION_KEY] = conn
+    return config.stash[CONNECTION_KEY]
+
+
+def _chapter_of(request: pytest.FixtureRequest) -> str:
     task = task_of(request.node)
     chapter = task.split(".")[0][2:] if task else _chapter_dir(Path(str(request.node.path)))
     if chapter is None:
         raise pytest.UsageError(f"{request.node.nodeid}: the impl fixture needs a task marker")
-    return load_chapter_module(request.config, chapter)
+    return chapter
+
+
+@pytest.fixture
+def student(request: pytest.FixtureRequest):
+    """The student's side for this test (`remote.Student`): `.module`, `.probes`, `.seed(n)`.
+    Each test starts the student's side afresh: objects of earlier tests are dropped and
+    the student's generators seeded with 0."""
+    path = Path(str(request.node.path))
+    conn = student_connection(request.config, path.parent.parent)
+    side = remote.Student(conn, _chapter_of(request))
+    socket_mode = request.config.getoption("student_fd") >= 0
+    side.begin(cpu=request.config.getoption("cpu_timeout") if socket_mode else 0.0)
+    yield side
+    try:
+        side.end()
+    except StudentProcessGone:
+        pass
+
+
+@pytest.fixture
+def probes(student):
+    """The chapter's probes (tests/chNN/probes.py), run beside the student's code:
+    `probes.name(*args)` calls `name(impl, *args)` there and returns plain data."""
+    return student.probes
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest):
+    """The chapter module under test (from --impl), for the chapter of the requesting test.
+    In a chapter with a probes.py, a `remote.Remote` handle on it (see `student`)."""
+    if judged(Path(str(request.node.path))):
+        return request.getfixturevalue("student").module
+    return load_chapter_module(request.config, _chapter_of(request))
 
 
 @pytest.fixture
@@ -303,9 +339,14 @@ def friendly_message(excinfo: pytest.ExceptionInfo | None, longrepr_text: str) -
     exc = excinfo.value
     if isinstance(exc, ImplImportError):
         return str(exc)
+    where = exc.where if isinstance(exc, remote.RemoteError) else _student_frame(excinfo.tb)
+    if isinstance(exc, StudentProcessGone):
+        return "the process running your code ended during this test"
+    if isinstance(exc, remote.ReplyError):
+        return str(exc)
     if isinstance(exc, NotImplementedError):
         what = str(exc) or "a TODO"
-        return f"not implemented yet: {what}{_student_frame(excinfo.tb)}"
+        return f"not implemented yet: {what}{where}"
     if isinstance(exc, AssertionError):
         text = str(exc)
         head = text.split("\nassert ")[0].strip() if "\nassert " in text else text.strip()
@@ -319,13 +360,21 @@ def friendly_message(excinfo: pytest.ExceptionInfo | None, longrepr_text: str) -
         return str(exc)
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}{_student_frame(excinfo.tb)}"
+    name = exc.remote_type if isinstance(exc, remote.RemoteError) else type(exc).__name__
+    return f"{name}: {first}{where}"
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, StudentProcessGone) \
+            and item.config.getoption("student_fd") >= 0:
+        # The judge has no student left to ask: end without a verdict for this test; the
+        # grader reads why the student's process ended and runs the rest in a fresh pair.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_STUDENT_GONE)
     task = task_of(item)
     if task is None:
         return
@@ -357,6 +406,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """--cpu-timeout: a CPU-time alarm (ITIMER_PROF) around each test's setup, call and
     teardown. The grader also enforces the limit from outside, for code that disarms it."""
     limit = item.config.getoption("cpu_timeout")
+    if item.config.getoption("student_fd") >= 0:
+        limit = 0.0  # the judge: the student's process keeps the alarm (`remote.Server`)
     if not limit or not hasattr(signal, "ITIMER_PROF"):
         yield
         return

@@ -1,6 +1,7 @@
 """Running chapter tests from the project's own suite."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from grader.mistakes import load_catalogue
@@ -15,8 +16,15 @@ CHAPTERS_WITH_TESTS = sorted(p.name[2:] for p in TESTS.glob("ch[0-9][0-9]") if p
 CATALOGUE = load_catalogue(TESTS / "mistakes")
 
 
-def run_chapter(chapter: str, impl: str | Path, tasks=(), timeout: float = 300) -> RunOutcome:
-    outcome = run_pytest(chapter_test_args(chapter, impl, tasks=tasks), timeout=timeout)
+def run_chapter(chapter: str, impl: str | Path, tasks=(), timeout: float = 300,
+                split: bool | None = None) -> RunOutcome:
+    """`split`: the student's code in a process of its own, as `grader grade` runs it
+    (default: PRACTICE_SPLIT=1 in the environment)."""
+    if split is None:
+        split = os.environ.get("PRACTICE_SPLIT", "") == "1"
+    folder = ROOT / impl if impl in ("exercises", "solutions") else Path(impl)
+    outcome = run_pytest(chapter_test_args(chapter, impl, tasks=tasks), timeout=timeout,
+                         split=(folder, TESTS) if split else None)
     assert not outcome.error, f"ch{chapter} against {impl}: {outcome.error}\n{outcome.log[-3000:]}"
     assert not outcome.results.collection_errors, \
         f"ch{chapter}: test files failed to import: {outcome.results.collection_errors}"
