@@ -1,14 +1,26 @@
-"""The grading child's side: enter the sandbox, then run one chapter's tests under the guard.
+"""The grading children's side: the student's process, and the judge that runs the tests.
 
-Runs in a process forked by `grader.scheduler` (through `grader.process.fork_child`,
-which has already reset signals, made a process group and wired stdout/stderr to the
-log pipe). Nothing of the student's is imported before `sandbox.enter` has applied the
-limits, namespaces and the switch to the slot's unprivileged uid.
+Runs in processes forked by the zygote (through `grader.process.fork_child`, which has
+already reset signals, made a process group and wired stdout/stderr to the log pipe).
+
+* A chapter with a `probes.py` is judged (`grader.remote`): the zygote forks two children
+  joined by a socket. `serve_student` enters the sandbox and then serves requests with
+  the student's code; `run_judge` runs pytest on the instructor's tests and never
+  imports or runs anything of the student's, so nothing the student's code does can
+  reach a verdict.
+* Otherwise `run` enters the sandbox and runs the chapter's tests under the guard, in one
+  process with the student's code.
+
+Nothing of the student's is imported before `sandbox.enter` has applied the limits,
+namespaces and the switch to the slot's unprivileged uid.
 """
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,6 +75,41 @@ def run(plan: ChildPlan) -> int:
                   sandbox.child_env(ws, plan.datasets), plan.parent)
     from grader.guard import Guard
     run_pytest_main(plan.args, [Guard(plan.result_fd, plan.ack_fd, plan.skip)])
+    return 0
+
+
+def serve_student(plan: ChildPlan, sock_fd: int) -> int:
+    """The student's process of a judged chapter: sandbox first, then serve the judge."""
+    sys.stdout = open(os.dup(1), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.stderr = open(os.dup(2), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+    ws = plan.workspace
+    sandbox.enter(ws, plan.limits, plan.isolation, plan.hide,
+                  sandbox.child_env(ws, plan.datasets, {"PRACTICE_EPOCHS": "1"}), plan.parent)
+    from grader import plugin, remote
+    if not (plan.isolation.root and plan.isolation.network_namespace):
+        plugin.block_network()
+    plugin.limit_threads()
+    loader = remote.ModuleLoader(ws.student, ws.tests)
+    # The socket is moved to a high descriptor: student code that closes or reuses low
+    # ones (1, 2, 3...) does not cut the line by accident.
+    high = os.dup2(sock_fd, 1000) if sock_fd != 1000 else sock_fd
+    if high != sock_fd:
+        os.close(sock_fd)
+    return remote.serve(socket.socket(fileno=high), remote.Server(loader.module, loader.probes))
+
+
+def run_judge(plan: ChildPlan, sock_fd: int) -> int:
+    """The judge of a judged chapter: the instructor's tests, with the student's code behind
+    `--student-fd`. It runs with the grader's identity, outside the sandbox, reading only
+    plain data from the student's process (`grader.remote`)."""
+    forget_test_modules(plan.tests_root)
+    basetemp = tempfile.mkdtemp(prefix="grader-judge-")
+    try:
+        from grader.guard import Guard
+        run_pytest_main([*plan.args, f"--student-fd={sock_fd}", "--basetemp", basetemp],
+                        [Guard(plan.result_fd, plan.ack_fd, plan.skip)])
+    finally:
+        shutil.rmtree(basetemp, ignore_errors=True)
     return 0
 
 

@@ -20,13 +20,13 @@ three jobs, each in one or two small hooks:
   after its teardown they are compared again; anything replaced is reported with the
   test's result, and the grader scores that chapter 0 as "tampered".
 
-Limits, stated plainly: the student's code runs in the same process as pytest, so code
-written to defeat this (walking `gc` to find and patch the guard itself, writing forged
-lines to the pipe, patching and restoring within one call) can get past it. The audit
-catches monkeypatching, which is what cheating and accidents look like in practice;
-the grader additionally validates every line it receives against the trusted manifest
-(unknown, duplicated or malformed results mark the chapter tampered), takes points only
-from that manifest, and keeps content hashes so a suspicious submission can be re-run.
+In a judged chapter (one with a probes.py, see `grader.remote`) the guard runs in the
+judge, which never runs student code: the student's code is in another process and cannot
+reach the stream, the audit or the tests. In a chapter without probes the tests and the
+student's code share a process, and code written against the guard (walking `gc` to find
+and patch it, writing forged lines, patching and restoring within one call) can get past
+it; the grader validates every line against the trusted manifest and takes points only
+from it.
 """
 from __future__ import annotations
 

@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 
 from grader import remote
+from grader.process import EXIT_STUDENT_GONE
 from grader.paths import EXERCISES, SOLUTIONS, datasets_dir as resolve_datasets_dir
 from grader.remote import ImplImportError, StudentProcessGone
 from grader.results import NO_GPU, Outcome, RunResults, TestResult, counts, judge_skip
 from grader.syllabus import ALL_TASKS, CHAPTERS
 
-EXIT_STUDENT_GONE = 86        # the judge's exit status when the student's process is gone
 
 RESULTS_KEY = pytest.StashKey[RunResults]()
 MODULES_KEY = pytest.StashKey[dict]()
@@ -84,15 +84,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[MODULES_KEY] = {}
     config.pluginmanager.register(_CollectionErrors(config), "grader-collection-errors")
     if not config.getoption("allow_network"):
-        _block_network()
-    _limit_threads()
+        block_network()
+    limit_threads()
     # A demonstration that runs when imported (ch08's unguarded main()) stays short under test
     # and finds the bundled data wherever the submission lives.
     os.environ.setdefault("PRACTICE_EPOCHS", "1")
     os.environ.setdefault("PRACTICE_DATASETS", str(datasets_dir(config)))
 
 
-def _limit_threads() -> None:
+def limit_threads() -> None:
     """One intra-op thread by default: reproducible timings, and parallel graders don't
     oversubscribe the cores. PRACTICE_THREADS overrides it."""
     import torch
@@ -115,7 +115,7 @@ _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
 
-def _block_network() -> None:
+def block_network() -> None:
     """Refuse every non-local socket connection: the course runs offline."""
 
     def guard(sock: socket.socket, address: Any) -> None:

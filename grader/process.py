@@ -24,6 +24,8 @@ PLUGINS = ("grader.plugin", "pytest_timeout")
 CHILD_FAILED = 70   # exit status of a child whose own set-up failed (EX_SOFTWARE)
 
 
+EXIT_STUDENT_GONE = 86   # a judge's exit status when the student's process has gone away
+
 def can_fork() -> bool:
     return hasattr(os, "fork")
 

@@ -136,12 +136,29 @@ class Server:
         self.cpu_limit = 0.0
         self.rng: tuple | None = None        # local mode: the student's random state
         self.student_files: set[str] = set()
+        self.pid = os.getpid()
+        # Made now, before any student code: the answer when the student's code has broken
+        # what this process needs to answer at all (builtins or torch replaced).
+        buffer = io.BytesIO()
+        torch.save({"error": {"kind": "exception", "type": "BrokenProcess", "base": "Exception",
+                              "message": "your code broke the process it runs in (Python's builtins or "
+                                         "torch's functions replaced?), so it could not answer",
+                              "where": ""}}, buffer)
+        self.broken = buffer.getvalue()
 
     # -- the loop body
     def handle(self, data: bytes) -> bytes:
         try:
+            return self._handle(data)
+        finally:
+            self._not_a_fork()
+
+    def _handle(self, data: bytes) -> bytes:
+        try:
             request = _Unpickler(io.BytesIO(data), self).load()
-            reply = {"ok": self._encode(self._dispatch(request), [0], 0)}
+            result = self._dispatch(request)
+            self._not_a_fork()
+            reply = {"ok": self._encode(result, [0], 0)}
         except CpuTimeLimit:
             reply = {"error": {"kind": "timeout", "type": "Timeout", "base": "Exception",
                                "message": f"the test used more than {self.cpu_limit:g} s of CPU time",
@@ -153,6 +170,7 @@ class Server:
             if self.local and (isinstance(exc, KeyboardInterrupt)
                                or type(exc).__module__.startswith("_pytest")):
                 raise  # one process: pytest's own outcomes (its CPU alarm, Ctrl-C) pass through
+            self._not_a_fork()
             reply = {"error": self._describe(exc)}
         buffer = io.BytesIO()
         try:
@@ -163,6 +181,12 @@ class Server:
                                   "message": f"the result could not be sent back: {_safe_str(exc)}",
                                   "where": ""}}, buffer)
         return buffer.getvalue()
+
+    def _not_a_fork(self) -> None:
+        """A process forked by the student's code (os.fork) that returns here must not
+        answer the judge: only the process that received the request does."""
+        if os.getpid() != self.pid:
+            os._exit(0)
 
     def _describe(self, exc: BaseException) -> dict:
         try:
@@ -376,6 +400,10 @@ def import_chapter(folder: Path, filename: str, module_name: str) -> ModuleType:
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise ImplImportError(f"{filename} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except CpuTimeLimit:
+        sys.modules.pop(module_name, None)
+        raise ImplImportError(f"importing {filename} failed: timeout, it used up the test's CPU time "
+                              "(is there an endless loop, or training, at the top level of the file?)") from None
     except BaseException as exc:  # noqa: BLE001 - any crash at import is the student's
         sys.modules.pop(module_name, None)
         where = where_in(exc.__traceback__, {str(path)})
@@ -447,7 +475,11 @@ def serve(sock: socket.socket, server: Server) -> int:
             data = _recv_frame(sock, 1 << 40)
         except (EOFError, OSError):
             return 0
-        reply = server.handle(data)
+        try:
+            reply = server.handle(data)
+        except BaseException:  # noqa: BLE001 - even the error path failed
+            server._not_a_fork()
+            reply = server.broken
         try:
             _send_frame(sock, reply)
         except OSError:

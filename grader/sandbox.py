@@ -362,13 +362,19 @@ class Workspace:
             self._own(target, 0o640)
         return self
 
-    def install_tests(self, source: Path) -> Path:
-        """Copy one chapter's tests (every file but caches) into tests/<chapter>/."""
+    def install_tests(self, source: Path, only: list[str] | None = None) -> Path:
+        """Copy one chapter's tests (every file but caches, or the files named in `only`)
+        into tests/<chapter>/."""
         target = self.tests / source.name
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(source, target, symlinks=False,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        if only is None:
+            shutil.copytree(source, target, symlinks=False,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        else:
+            target.mkdir()
+            for name in only:
+                shutil.copyfile(source / name, target / name)
         package = source.parent / "__init__.py"  # mirror `tests` being a package, if it is
         if package.is_file() and not (self.tests / "__init__.py").exists():
             shutil.copyfile(package, self.tests / "__init__.py")

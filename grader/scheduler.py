@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 from grader import accounting, child, sandbox
 from grader.manifest import Manifest
-from grader.process import LogBuffer, chapter_test_args, death_reason, kill_group
+from grader.process import EXIT_STUDENT_GONE, LogBuffer, chapter_test_args, death_reason, kill_group
 from grader.protocol import ACK, STOP, Action, ResultStream
 from grader.redact import printable
 from grader.results import ChapterResult, Outcome, Status, SubmissionResult
@@ -56,7 +56,10 @@ class Run:
     def __init__(self, job: "Job", chapter: str, skip: frozenset[str]) -> None:
         self.job, self.chapter = job, chapter
         self.stream = ResultStream(job.chapters[chapter], skip)
-        self.pid = 0
+        self.pid = 0                        # the child that runs pytest (the judge, if judged)
+        self.student = 0                    # a judged chapter's student process
+        self.student_status: int | None = None
+        self.judged = judged(job, chapter)
         self.result_fd = self.log_fd = self.ack_fd = -1
         self.started = time.monotonic()
         self.cpu = 0.0                      # CPU seconds of this child's processes so far
@@ -64,6 +67,16 @@ class Run:
         self.test_wall0 = self.started
         self.sampled = 0.0                  # when `cpu` was last measured
         self.stop: Stop | None = None       # why the parent killed it, if it did
+
+    @property
+    def measured(self) -> int:
+        """The process whose tree runs the student's code: its CPU time is what counts."""
+        return self.student or self.pid
+
+    def kill(self) -> None:
+        for pid in (self.pid, self.student):
+            if pid:
+                kill_group(pid)
 
     # -- its pipes
     def unregister(self, selector: selectors.BaseSelector, kind: str) -> None:
@@ -96,14 +109,21 @@ class Job:
     """One submission in flight on a slot."""
 
     def __init__(self, sub: Submission, slot: int, uid: int, ws: sandbox.Workspace,
-                 chapters: dict[str, ChapterResult], queue: list[str], deadline: float) -> None:
+                 chapters: dict[str, ChapterResult], queue: list[str], deadline: float,
+                 tests_root: Path) -> None:
         self.sub, self.slot, self.uid, self.ws = sub, slot, uid, ws
+        self.tests_root = tests_root
         self.chapters, self.queue, self.deadline = chapters, queue, deadline
         self.log = LogBuffer()
         self.started = time.monotonic()
         self.run: Run | None = None
         self.cpu = 0.0                      # CPU seconds of its finished runs
         self.solo = False                   # graded alone, after a wall-clock backstop was hit
+
+
+def judged(job: "Job", chapter: str) -> bool:
+    """A chapter whose tests reach the student's code through probes (`grader.remote`)."""
+    return (job.tests_root / f"ch{chapter}" / "probes.py").is_file()
 
 
 def chapter_results(sub: Submission, settings: Settings) -> tuple[dict[str, ChapterResult], list[str]]:
@@ -193,7 +213,7 @@ class Scheduler:
         uid = self.uids[slot]
         ws = sandbox.Workspace(self.settings.work_root / f"{slot}-{self.counter}", uid, uid)
         wall = self.settings.limits.wall_backstop * (SOLO_FACTOR if solo else 1.0)
-        job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + wall)
+        job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + wall, self.settings.tests_root)
         job.solo = bool(solo)
         if solo:
             job.log.add(f"[grader: {solo}; graded again alone]\n".encode())
@@ -217,7 +237,8 @@ class Scheduler:
             job.chapters[chapter].runs += 1
             job.log.add(f"\n==== ch{chapter} (run {job.chapters[chapter].runs}) ====\n".encode())
             try:
-                job.ws.install_tests(self.settings.tests_root / f"ch{chapter}")
+                job.ws.install_tests(self.settings.tests_root / f"ch{chapter}",
+                                     only=["probes.py"] if run.judged else None)
                 self._fork(run)
                 return None
             except OSError as exc:  # the machine, not the student: say so, go on
@@ -250,11 +271,12 @@ class Scheduler:
         folder are gone afterwards. Returns the stray files removed."""
         run = job.run
         if run is not None and run.pid:
-            kill_group(run.pid)
+            run.kill()
             run.close(self.selector)
-            if run.pid in self.runs_by_pid:  # the zygote reaps it and reports the exit
-                del self.runs_by_pid[run.pid]
-                self.exited.pop(run.pid, None)
+            for pid in (run.pid, run.student):
+                if pid in self.runs_by_pid:  # the zygote reaps it and reports the exit
+                    del self.runs_by_pid[pid]
+                    self.exited.pop(pid, None)
         stray: list[str] = []
         if job.ws.path.exists():
             accounting.kill_uid(job.uid)
@@ -266,14 +288,18 @@ class Scheduler:
     # -- children
     def _fork(self, run: Run) -> None:
         job, s = run.job, self.settings
-        args = grading_args(run.chapter, job.ws, s)
+        args = grading_args(run.chapter, job.ws, s, judged=run.judged)
         res_r, res_w = os.pipe()
         log_r, log_w = os.pipe()
         ack_r, ack_w = os.pipe()
         plan = child.plan_to_dict(args, job.ws, s.limits, s.isolation, s.hide, s.datasets, s.tests_root,
                                   run.stream.skip)
         try:
-            pid = s.zygote.fork("grade", {"plan": plan}, [res_w, ack_r, log_w])
+            if run.judged:
+                pid, run.student = s.zygote.fork_pair({"plan": plan}, [res_w, ack_r, log_w])
+                self.runs_by_pid[run.student] = run
+            else:
+                pid = s.zygote.fork("grade", {"plan": plan}, [res_w, ack_r, log_w])
         except OSError:
             for fd in (res_r, log_r, ack_w):
                 os.close(fd)
@@ -335,22 +361,23 @@ class Scheduler:
                 run.close_ack()
             elif action == STOP:
                 run.unregister(self.selector, "result")
-                kill_group(run.pid)
+                run.kill()
             elif action.kind == "started":
-                run.test_cpu0, run.test_wall0 = accounting.process_cpu(run.pid), time.monotonic()
+                run.test_cpu0, run.test_wall0 = accounting.process_cpu(run.measured), time.monotonic()
             elif action.kind == "finished":
                 test = run.job.chapters[run.chapter].tests[action.nodeid]
-                test.cpu = round(max(0.0, accounting.process_cpu(run.pid) - run.test_cpu0), 3)
+                test.cpu = round(max(0.0, accounting.process_cpu(run.measured) - run.test_cpu0), 3)
                 test.duration = round(time.monotonic() - run.test_wall0, 3)
 
     # -- time limits, measured from outside the child
     def _sample_cpu(self, run: Run, now: float) -> float:
         """The CPU time of the child's whole tree, at most every TICK seconds (a /proc scan).
         Counted by the slot's uid where it is the job's own (root), else by process group."""
-        if run.pid and run.pid not in self.exited and now - run.sampled >= TICK:
+        pid = run.measured
+        if pid and pid not in self.exited and run.student_status is None and now - run.sampled >= TICK:
             own = self.settings.isolation.drop_privileges and run.job.uid != os.getuid()
             run.sampled = now
-            run.cpu = max(run.cpu, accounting.cpu_seconds(run.pid, run.job.uid if own else None))
+            run.cpu = max(run.cpu, accounting.cpu_seconds(pid, run.job.uid if own else None))
         return run.cpu
 
     def _enforce(self, job: Job, now: float) -> None:
@@ -361,21 +388,26 @@ class Scheduler:
         testing = run.stream.current is not None
         stop = exceeded(self.settings.limits, solo=job.solo,
                         submission_cpu=job.cpu + self._sample_cpu(run, now),
-                        test_cpu=accounting.process_cpu(run.pid) - run.test_cpu0 if testing else None,
+                        test_cpu=accounting.process_cpu(run.measured) - run.test_cpu0 if testing else None,
                         test_wall=now - run.test_wall0, past_deadline=now >= job.deadline)
         if stop is None:
             return
         run.stop = Stop(*stop, load=round(os.getloadavg()[0], 2))
-        kill_group(run.pid)
+        run.kill()
         accounting.kill_uid(job.uid)
 
     def _advance(self) -> list[SubmissionResult]:
         """Reap children, enforce deadlines, move finished runs on."""
         for pid, status, cpu in self.settings.zygote.exits():
             if pid in self.runs_by_pid:
+                run = self.runs_by_pid[pid]
+                if pid == run.student:
+                    run.student_status = status
+                    run.cpu = max(run.cpu, cpu)  # the student's process and what it waited for
+                    continue
                 self.exited[pid] = status
-                run = self.runs_by_pid[pid]  # the child and every process it waited for
-                run.cpu = max(run.cpu, cpu)
+                if not run.judged:
+                    run.cpu = max(run.cpu, cpu)  # the child and every process it waited for
         now = time.monotonic()
         done = []
         for job in list(self.jobs.values()):
@@ -383,6 +415,10 @@ class Scheduler:
             if run is None:
                 continue
             self._enforce(job, now)
+            if run.pid in self.exited and run.student and run.student_status is None:
+                run.kill()  # the judge is done: the student's process goes too, then the run ends
+                accounting.kill_uid(job.uid)
+                continue
             if run.pid in self.exited:
                 result = self._end_run(run, self.exited.pop(run.pid))
                 if result is not None:
@@ -393,10 +429,19 @@ class Scheduler:
         """A child has exited: collect what is left of its output, clean up, conclude."""
         job, stream = run.job, run.stream
         del self.runs_by_pid[run.pid]
+        self.runs_by_pid.pop(run.student, None)
         self._read(run, "result", drain=True)
         self._read(run, "log", drain=True)
-        kill_group(run.pid)
+        run.kill()
         accounting.kill_uid(job.uid)
+        if run.judged:
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_STUDENT_GONE \
+                    and run.student_status is not None:
+                status = run.student_status  # why the student's process ended is the reason
+            elif stream.done is None and run.stop is None and status != 0:
+                # The judge runs no student code: its failure is the grader's, to regrade.
+                _infrastructure_error(job.chapters[run.chapter],
+                                      f"judge process ended early ({death_reason(status, 0)})")
         run.close(self.selector)
         if run.stop is not None and run.stop.backstop and not job.solo:
             # A wall-clock limit on a shared machine may be the machine's doing, not the
@@ -417,8 +462,14 @@ class Scheduler:
         return self._finish_chapter(job)
 
 
-def grading_args(chapter: str, ws: sandbox.Workspace, s: Settings) -> list[str]:
-    """pytest's arguments in a grading child."""
+def grading_args(chapter: str, ws: sandbox.Workspace, s: Settings, judged: bool = False) -> list[str]:
+    """pytest's arguments in a grading child (`judged`: in the judge, which reads the
+    instructor's tests where they are and keeps its temporary files to itself)."""
+    if judged:
+        extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short", f"--confcutdir={s.tests_root}",
+                 "-W", "ignore::pytest.PytestAssertRewriteWarning", "--timeout", "0",
+                 "--cpu-timeout", f"{s.limits.test_cpu:g}", "--datasets", str(s.datasets)]
+        return chapter_test_args(chapter, ws.student, tests_dir=s.tests_root, extra=extra)
     # --confcutdir: collection never looks above the working folder (a link elsewhere on the
     # machine that the student's uid cannot follow would fail it).
     extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short", f"--confcutdir={ws.path}",

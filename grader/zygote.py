@@ -64,6 +64,11 @@ class Zygote:
     def fork(self, op: str, payload: dict[str, Any], fds: list[int]) -> int:
         return int(self.request({"op": op, **payload}, fds)["pid"])
 
+    def fork_pair(self, payload: dict[str, Any], fds: list[int]) -> tuple[int, int]:
+        """A judged chapter's judge and student processes: (judge pid, student pid)."""
+        reply = self.request({"op": "grade", "judged": True, **payload}, fds)
+        return int(reply["pid"]), int(reply["student"])
+
     def exits(self) -> list[tuple[int, int, float]]:
         """(pid, wait status, CPU seconds) of children that ended since the last call."""
         ended = []
@@ -146,6 +151,21 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict
         from grader import child
         result_fd, ack_fd, log_fd = fds
         plan = child.plan_from_dict(message["plan"], result_fd, ack_fd, os.getpid())
+        if message.get("judged"):
+            # Two children joined by a socket: the student's process (sandboxed) first, then
+            # the judge; both are this clean process's children, neither the other's.
+            judge_end, student_end = socket.socketpair()
+            try:
+                student = fork_child(lambda: child.serve_student(plan, student_end.fileno()),
+                                     keep={student_end.fileno()}, output=log_fd)
+                children.add(student)
+                pid = fork_child(lambda: child.run_judge(plan, judge_end.fileno()),
+                                 keep={result_fd, ack_fd, judge_end.fileno()}, output=log_fd)
+            finally:
+                judge_end.close()
+                student_end.close()
+            children.add(pid)
+            return {"pid": pid, "student": student}
         pid = fork_child(lambda: child.run(plan), keep={result_fd, ack_fd}, output=log_fd)
     elif op == "cuda-probe":  # --require-gpu: CUDA in a child made like the grading ones
         from grader import gpu

@@ -2,25 +2,13 @@
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
+from grader.remote import type_name
 from grader.testing import assert_close
 
 
-class _OpLog(TorchFunctionMode):
-    """Records the name of every torch function and tensor method called inside the `with` block."""
-
-    def __init__(self):
-        super().__init__()
-        self.ops = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.ops.append(getattr(func, "__name__", str(func)))
-        return func(*args, **(kwargs or {}))
-
-
 def _shape(value):
-    return list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    return list(value.shape) if isinstance(value, torch.Tensor) else type_name(value)
 
 
 # --------------------------------------------------------------------------- ch01.view
@@ -42,13 +30,13 @@ def test_flatten_images_values(impl):
 
 @pytest.mark.task("ch01.view")
 @pytest.mark.points(2)
-def test_flatten_images_is_a_view(impl):
+def test_flatten_images_is_a_view(impl, probes):
     x = torch.randn(4, 1, 28, 28)
     out = impl.flatten_images(x)
-    assert out.shape == (4, 784), f"flatten_images turned [4, 1, 28, 28] into {_shape(out)}, expected [4, 784]"
-    shares = out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
-    out[2, 5] = 123.0
-    assert shares and x[2, 0, 0, 5].item() == 123.0, \
+    assert _shape(out) == [4, 784], f"flatten_images turned [4, 1, 28, 28] into {_shape(out)}, expected [4, 784]"
+    seen = probes.flatten_then_write(x, (2, 5), 123.0)
+    shares = seen["out_storage"] == seen["x_storage"]
+    assert shares and seen["x"][2, 0, 0, 5].item() == 123.0, \
         "flatten_images returned a copy, not a view: writes to the result do not show in x; use " \
         "x.view(x.size(0), -1) and do not clone, stack or build a new tensor"
 
@@ -88,14 +76,13 @@ def test_outer_sum_values(impl):
 
 @pytest.mark.task("ch01.broadcast")
 @pytest.mark.points(1)
-def test_outer_sum_has_no_python_loop(impl):
+def test_outer_sum_has_no_python_loop(probes):
     col, row = torch.randn(40), torch.randn(30)
-    with _OpLog() as log:
-        out = impl.outer_sum(col, row)
+    out, ops = probes.traced_call("outer_sum", col, row)
     assert isinstance(out, torch.Tensor) and out.shape == (40, 30), \
         f"outer_sum of a [40] and a [30] vector returned shape {_shape(out)}, expected [40, 30]"
-    assert len(log.ops) < 20, \
-        f"outer_sum ran {len(log.ops)} tensor operations for a [40] x [30] table: it loops in Python; " \
+    assert len(ops) < 20, \
+        f"outer_sum ran {len(ops)} tensor operations for a [40] x [30] table: it loops in Python; " \
         "one broadcast addition col[:, None] + row[None, :] does it all"
 
 
@@ -108,7 +95,7 @@ def test_pick_values(impl):
     index = torch.tensor([3, 0, 2, 2, 1, 0])
     out = impl.pick(scores, index)
     want = torch.stack([scores[i, index[i]] for i in range(6)])
-    assert isinstance(out, torch.Tensor), f"pick returned {type(out).__name__}, expected a Tensor"
+    assert isinstance(out, torch.Tensor), f"pick returned {type_name(out)}, expected a Tensor"
     if out.shape == (6, 1):
         raise AssertionError("pick returned shape [6, 1], expected [6]: gather keeps index's [N, 1] shape; "
                              "drop the extra dim with .squeeze(1)")
@@ -122,14 +109,13 @@ def test_pick_values(impl):
 
 @pytest.mark.task("ch01.gather")
 @pytest.mark.points(1)
-def test_pick_uses_gather(impl):
+def test_pick_uses_gather(probes):
     scores = torch.randn(5, 3)
     index = torch.tensor([0, 2, 1, 1, 0])
-    with _OpLog() as log:
-        out = impl.pick(scores, index)
+    out, ops = probes.traced_call("pick", scores, index)
     assert isinstance(out, torch.Tensor) and out.shape == (5,), \
         f"pick on [5, 3] scores returned shape {_shape(out)}, expected [5]"
-    assert {"gather", "take_along_dim"} & set(log.ops), \
+    assert {"gather", "take_along_dim"} & set(ops), \
         "pick gives the right shape but does not use Tensor.gather, which this task practises: " \
         "use scores.gather(1, index.unsqueeze(1)).squeeze(1)"
 
@@ -169,19 +155,19 @@ def test_count_correct_returns_python_int(impl):
     assert not isinstance(got, torch.Tensor), \
         "count_correct returned a Tensor: convert the count to a Python int with .item() or int(...)"
     assert isinstance(got, int) and not isinstance(got, bool) and got == 2, \
-        f"count_correct returned {got!r} ({type(got).__name__}), expected the Python int 2"
+        f"count_correct returned {got!r} ({type_name(got)}), expected the Python int 2"
 
 
 # --------------------------------------------------------------------------- ch01.numpy
 
 @pytest.mark.task("ch01.numpy")
 @pytest.mark.points(2)
-def test_as_tensor_shared_shares_memory(impl):
+def test_as_tensor_shared_shares_memory(impl, probes):
     a = np.linspace(0.0, 1.0, 12).reshape(3, 4)
     t = impl.as_tensor_shared(a)
-    assert isinstance(t, torch.Tensor), f"as_tensor_shared returned {type(t).__name__}, expected a Tensor"
-    a[1, 2] = 42.0
-    t[2, 3] = -7.0
+    assert isinstance(t, torch.Tensor), f"as_tensor_shared returned {type_name(t)}, expected a Tensor"
+    seen = probes.shared_then_write(a, (1, 2), 42.0, (2, 3), -7.0)
+    t, a = seen["tensor"], seen["array"]
     assert t[1, 2].item() == 42.0 and a[2, 3] == -7.0, \
         "as_tensor_shared returned a copy: writes do not show through; torch.tensor(a) copies the data, " \
         "torch.from_numpy(a) shares the array's memory"
@@ -201,24 +187,24 @@ def test_as_tensor_shared_keeps_dtype(impl):
 
 @pytest.mark.task("ch01.inplace")
 @pytest.mark.points(2)
-def test_add_inplace_changes_x_in_place(impl):
-    x = torch.randn(4, 3)
+def test_add_inplace_changes_x_in_place(probes):
+    before = torch.randn(4, 3)
     y = torch.randn(4, 3)
-    before, ptr = x.clone(), x.data_ptr()
-    out = impl.add_inplace_(x, y)
+    seen = probes.add_inplace(before, y)
+    x = seen["x"]
     if torch.equal(x, before):
         raise AssertionError("x was not changed in place: `x = x + y` (or x.add(y)) makes a new tensor and "
                              "leaves the caller's x alone; use x.add_(y) or x += y")
-    assert out is x, "add_inplace_ should return x itself, not a new tensor"
-    assert x.data_ptr() == ptr, "x now lives in new memory: add in place with x.add_(y)"
+    assert seen["is_x"], "add_inplace_ should return x itself, not a new tensor"
+    assert seen["ptr_after"] == seen["ptr_before"], "x now lives in new memory: add in place with x.add_(y)"
     assert_close(x, before + y, "x after add_inplace_(x, y)")
 
 
 @pytest.mark.task("ch01.inplace")
 @pytest.mark.points(1)
-def test_add_inplace_broadcasts_y(impl):
-    x = torch.zeros(2, 3)
-    out = impl.add_inplace_(x, torch.tensor([1.0, 2.0, 3.0]))
-    assert out is x, "add_inplace_ should return x itself, not a new tensor"
+def test_add_inplace_broadcasts_y(probes):
+    seen = probes.add_inplace(torch.zeros(2, 3), torch.tensor([1.0, 2.0, 3.0]))
+    x = seen["x"]
+    assert seen["is_x"], "add_inplace_ should return x itself, not a new tensor"
     assert x.tolist() == [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], \
         f"adding [1, 2, 3] in place to a [2, 3] zero tensor gave {x.tolist()}: y broadcasts over the rows"

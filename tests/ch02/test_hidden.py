@@ -2,11 +2,12 @@
 import pytest
 import torch
 
+from grader.remote import type_name
 from grader.testing import assert_close
 
 
 def _shape(value):
-    return list(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+    return list(value.shape) if isinstance(value, torch.Tensor) else type_name(value)
 
 
 def _data(n=5):
@@ -27,7 +28,7 @@ def test_forward_values_and_broadcasting(impl):
     x = torch.randn(6, dtype=torch.float64)
     out = impl.forward(x, -0.7)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float64, \
-        f"forward on float64 x returned {out.dtype if isinstance(out, torch.Tensor) else type(out).__name__}: " \
+        f"forward on float64 x returned {out.dtype if isinstance(out, torch.Tensor) else type_name(out)}: " \
         "return x * w, which keeps x's dtype"
     assert_close(out, x * -0.7, "forward(x, -0.7)")
     table = impl.forward(x[None, :], torch.tensor([[1.0], [2.0]], dtype=torch.float64))
@@ -44,7 +45,7 @@ def test_loss_values(impl):
     xs, ys = _data(6)
     out = impl.loss(xs, ys, 1.3)
     want = torch.tensor([(float(x) * 1.3 - float(y)) ** 2 for x, y in zip(xs, ys)], dtype=torch.float64)
-    assert isinstance(out, torch.Tensor), f"loss returned {type(out).__name__}, expected a Tensor"
+    assert isinstance(out, torch.Tensor), f"loss returned {type_name(out)}, expected a Tensor"
     if out.numel() == 1:
         raise AssertionError("loss returned a single number: it should return one squared error per sample "
                              "(shape [N]); the average belongs in mse_over_grid")
@@ -77,7 +78,7 @@ def test_mse_over_grid_keeps_dtype(impl):
         xs, ys = (t.to(dtype) for t in _data(4))
         out = impl.mse_over_grid(xs, ys, torch.linspace(0.0, 2.0, 5, dtype=dtype))
         assert isinstance(out, torch.Tensor) and out.dtype == dtype, \
-            f"mse_over_grid returned {out.dtype if isinstance(out, torch.Tensor) else type(out).__name__} " \
+            f"mse_over_grid returned {out.dtype if isinstance(out, torch.Tensor) else type_name(out)} " \
             f"for {dtype} inputs: build the result from the inputs (or give torch.zeros dtype=xs.dtype)"
 
 
@@ -106,7 +107,7 @@ def test_best_weight_values(impl):
     if isinstance(value, float) and abs(value - float(ws[max(range(len(ws)), key=mses.__getitem__)])) < 1e-9:
         raise AssertionError("best_weight returned the weight of the LARGEST MSE: use argmin, not argmax")
     assert isinstance(best, float), \
-        f"best_weight returned {type(best).__name__}, expected a Python float: use .item()"
+        f"best_weight returned {type_name(best)}, expected a Python float: use .item()"
     assert abs(best - float(ws[k])) < 1e-9, f"best_weight returned {best}, expected {float(ws[k]):.2f}"
 
 
@@ -120,7 +121,7 @@ def test_mse_surface_values(impl):
     bs = torch.tensor([-1.0, 0.0, 0.75], dtype=torch.float64)
     out = impl.mse_surface(xs, ys, ws, bs)
     want = torch.tensor([[_mse_loop(xs, ys, w, b) for b in bs] for w in ws], dtype=torch.float64)
-    assert isinstance(out, torch.Tensor), f"mse_surface returned {type(out).__name__}, expected a Tensor"
+    assert isinstance(out, torch.Tensor), f"mse_surface returned {type_name(out)}, expected a Tensor"
     if out.shape == (3, 4):
         raise AssertionError("mse_surface returned [L, K] = [3, 4], expected [K, L] = [4, 3]: rows follow w "
                              "and columns follow b")

@@ -17,12 +17,13 @@ def _analytic(xs, ys, w):
     return sum(2 * x * (x * w - y) for x, y in zip(xs, ys)) / len(xs)
 
 
-def _autograd(impl, xs, ys, w):
-    """Call the student's autograd_gradient and turn a cut graph into a message that says so."""
+def _autograd(impl, xs, ys, w, *, call=None):
+    """Call the student's autograd_gradient and turn a cut graph into a message that says so.
+    `call(xs, ys, w)`: what to call instead of impl.autograd_gradient (a probe around it)."""
     cut = ("the graph from w to the cost was cut, so backward() cannot reach w: keep w a requires_grad "
            "tensor all the way to the cost (no .item(), .detach() or .data on the way)")
     try:
-        g = impl.autograd_gradient(xs, ys, w)
+        g = (call or impl.autograd_gradient)(xs, ys, w)
     except NotImplementedError:
         raise
     except RuntimeError as exc:
@@ -51,21 +52,15 @@ def test_autograd_gradient_equals_analytic_gradient(impl):
 
 @pytest.mark.task("ch04.autograd")
 @pytest.mark.points(1)
-def test_autograd_gradient_calls_backward(impl, monkeypatch):
+def test_autograd_gradient_calls_backward(impl, probes):
     calls = []
-    real_backward, real_grad = torch.autograd.backward, torch.autograd.grad
 
-    def backward(*args, **kwargs):
-        calls.append("backward")
-        return real_backward(*args, **kwargs)
+    def spied(xs, ys, w):  # autograd_gradient with torch.autograd.backward and .grad counted
+        seen, value = probes.autograd_calls(xs, ys, w)
+        calls.extend(seen)
+        return value
 
-    def grad(*args, **kwargs):
-        calls.append("grad")
-        return real_grad(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "backward", backward)
-    monkeypatch.setattr(torch.autograd, "grad", grad)
-    got = _autograd(impl, [1.0, 2.0, 3.0], [2.0, 4.0, 6.0], 0.5)
+    got = _autograd(impl, [1.0, 2.0, 3.0], [2.0, 4.0, 6.0], 0.5, call=spied)
     assert calls, "autograd_gradient never ran backward(): build the cost from a requires_grad tensor w " \
                   "and call cost.backward(), then read w.grad (this task practises autograd)"
     assert_close(got, _analytic([1.0, 2.0, 3.0], [2.0, 4.0, 6.0], 0.5), "autograd_gradient at w = 0.5",
@@ -193,11 +188,11 @@ def test_two_layer_backward_loss(impl):
 
 @pytest.mark.task("ch04.manual")
 @pytest.mark.points(3)
-def test_two_layer_backward_gradients(impl):
+def test_two_layer_backward_gradients(probes):
     x, y, w1, w2 = _net_data()
-    originals = [a.copy() for a in (x, y, w1, w2)]
-    _, grad_w1, grad_w2 = impl.two_layer_backward(x, y, w1, w2)
-    for name, before, after in zip(("x", "y", "w1", "w2"), originals, (x, y, w1, w2)):
+    out, arguments_after = probes.two_layer_backward_and_arguments(x, y, w1, w2)
+    _, grad_w1, grad_w2 = out
+    for name, before, after in zip(("x", "y", "w1", "w2"), (x, y, w1, w2), arguments_after):
         assert np.array_equal(before, after), f"two_layer_backward changed its argument {name} in place"
     grad_w1, grad_w2 = np.asarray(grad_w1, dtype=np.float64), np.asarray(grad_w2, dtype=np.float64)
 
@@ -224,14 +219,11 @@ def test_two_layer_backward_gradients(impl):
 
 # --------------------------------------------------------------------------- ch04.function
 
-def _relu_grad(impl, x, grad_output):
-    """x.grad after backward of MyReLU.apply(x) with the given upstream gradient."""
-    leaf = x.detach().clone().requires_grad_(True)
-    out = impl.MyReLU.apply(leaf)
-    assert isinstance(out, torch.Tensor) and out.requires_grad, \
-        "MyReLU.apply's output does not require grad: call it as MyReLU.apply(x) and return a tensor from forward"
+def _relu_grads(probes, x, grad_outputs):
+    """The input's gradient after backward of one MyReLU.apply(x) with each upstream gradient
+    (None where backward gave none)."""
     try:
-        out.backward(grad_output)
+        requires_grad, grads = probes.relu_input_grads(x, grad_outputs)
     except NotImplementedError:
         raise
     except ValueError as exc:
@@ -239,8 +231,16 @@ def _relu_grad(impl, x, grad_output):
             raise AssertionError("MyReLU.backward found nothing in ctx.saved_tensors: save the input in forward "
                                  "with ctx.save_for_backward(input)") from None
         raise
-    assert leaf.grad is not None, "MyReLU.backward gave no gradient for the input"
-    return leaf.grad
+    assert requires_grad, \
+        "MyReLU.apply's output does not require grad: call it as MyReLU.apply(x) and return a tensor from forward"
+    return grads
+
+
+def _relu_grad(probes, x, grad_output):
+    """x.grad after backward of MyReLU.apply(x) with the given upstream gradient."""
+    (grad,) = _relu_grads(probes, x, [grad_output])
+    assert grad is not None, "MyReLU.backward gave no gradient for the input"
+    return grad
 
 
 def _away_from_zero(n):
@@ -248,29 +248,60 @@ def _away_from_zero(n):
     return torch.where(x < 0, x - 0.1, x + 0.1)
 
 
+def _rows(grads, like):
+    """Gradients stacked as rows, a missing one (None) as zeros."""
+    return torch.stack([torch.zeros_like(like) if g is None else g.to(torch.float64) for g in grads])
+
+
 @pytest.mark.task("ch04.function")
 @pytest.mark.points(2)
-def test_myrelu_gradcheck(impl):
+def test_myrelu_gradcheck(probes):
     x = _away_from_zero(12)
     grad_output = _away_from_zero(12)
-    got = _relu_grad(impl, x, grad_output)
+    got = _relu_grad(probes, x, grad_output)
     if torch.allclose(got, grad_output):
         raise AssertionError("MyReLU.backward does not mask negatives: its gradient is grad_output everywhere; "
                              "set grad_input[input < 0] = 0")
     weights = torch.randn(12, dtype=torch.float64)
-    check_gradients(lambda t: (impl.MyReLU.apply(t) * weights).sum(), [x], names=["the input of MyReLU"],
-                    hint="backward returns grad_output where the input was positive and 0 elsewhere")
-    assert torch.autograd.gradcheck(impl.MyReLU.apply, (x.clone().requires_grad_(True),), eps=1e-6, atol=1e-6,
-                                    raise_exception=False), \
+    # The student's forward at x +- eps in each coordinate (central differences), and its backward
+    # for: the weights (the gradient of (MyReLU.apply(x) * weights).sum()); each unit vector, twice
+    # (the Jacobian's rows, as torch.autograd.gradcheck takes them); an all-zero upstream gradient.
+    eps = 1e-6
+    shifts = torch.eye(12, dtype=torch.float64) * eps
+    outputs = probes.relu_outputs([x + s for s in shifts] + [x - s for s in shifts])
+    up = [torch.as_tensor(o, dtype=torch.float64) for o in outputs[:12]]
+    down = [torch.as_tensor(o, dtype=torch.float64) for o in outputs[12:]]
+    unit = list(torch.eye(12, dtype=torch.float64))
+    grads = _relu_grads(probes, x, [weights, *unit, *unit, torch.zeros(12, dtype=torch.float64)])
+
+    # grader.testing.check_gradients of (MyReLU.apply(t) * weights).sum(): autograd against central differences
+    numeric = torch.tensor([(float((u * weights).sum()) - float((d * weights).sum())) / (2 * eps)
+                            for u, d in zip(up, down)], dtype=torch.float64)
+    analytic = torch.zeros_like(x) if grads[0] is None else grads[0]
+    assert_close(analytic, numeric.reshape(x.shape), "the gradient for the input of MyReLU", rtol=1e-4, atol=1e-6,
+                 hint="backward returns grad_output where the input was positive and 0 elsewhere")
+
+    # torch.autograd.gradcheck(MyReLU.apply, (x,), eps=1e-6, atol=1e-6) from the same values: each row of
+    # the Jacobian from backward matches central differences (rtol 1e-3), comes out the same both times,
+    # and an all-zero upstream gradient gives no gradient or a zero one
+    first, second, zero = grads[1:13], grads[13:25], grads[25]
+    sizes_ok = all(g is None or g.shape == x.shape for g in first + second)
+    numerical = torch.stack([(u - d) / (2 * eps) for u, d in zip(up, down)]).T  # [output j, input i]
+    accepted = sizes_ok and (zero is None or bool((zero == 0).all()))
+    if accepted:
+        jac1, jac2 = _rows(first, x), _rows(second, x)
+        accepted = bool((jac1 - jac2).abs().max() <= 0.0) and \
+            bool(torch.allclose(jac1, numerical, rtol=1e-3, atol=1e-6))
+    assert accepted, \
         "torch.autograd.gradcheck rejects MyReLU: backward does not match the numerical derivative of forward"
 
 
 @pytest.mark.task("ch04.function")
 @pytest.mark.points(1)
-def test_myrelu_masks_where_the_input_was_negative(impl):
+def test_myrelu_masks_where_the_input_was_negative(probes):
     x = torch.tensor([-2.0, -1.0, 1.0, 2.0], dtype=torch.float64)
     grad_output = torch.tensor([3.0, -3.0, 5.0, -5.0], dtype=torch.float64)
-    got = _relu_grad(impl, x, grad_output)
+    got = _relu_grad(probes, x, grad_output)
     if got.tolist() == [3.0, 0.0, 5.0, 0.0]:
         raise AssertionError("MyReLU.backward masks where grad_output is negative: mask where the forward "
                              "input was negative (the tensor saved in ctx)")
@@ -281,16 +312,14 @@ def test_myrelu_masks_where_the_input_was_negative(impl):
 
 @pytest.mark.task("ch04.function")
 @pytest.mark.points(1)
-def test_myrelu_in_a_two_layer_net(impl):
+def test_myrelu_in_a_two_layer_net(probes):
     x = torch.randn(6, 4, dtype=torch.float64)
     w1 = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     w2 = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
-    h = x @ w1
-    before = h.detach().clone()
-    loss = impl.MyReLU.apply(h).mm(w2).pow(2).sum()
-    assert torch.equal(h.detach(), before), \
+    before, after = probes.relu_net_hidden(x, w1)  # h = x @ w1 before and after MyReLU.apply(h)
+    assert torch.equal(after, before), \
         "MyReLU.forward changed its input in place: return input.clamp(min=0), a new tensor"
-    got = torch.autograd.grad(loss, (w1, w2))
+    got = probes.relu_net_grads(x, w1, w2)  # of MyReLU.apply(x @ w1).mm(w2).pow(2).sum()
     want = torch.autograd.grad(torch.relu(x @ w1).mm(w2).pow(2).sum(), (w1, w2))
     for name, g, w in zip(("w1", "w2"), got, want):
         assert_close(g, w, f"the gradient for {name} of a two-layer net using MyReLU",

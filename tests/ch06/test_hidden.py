@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader.remote import type_name
 from grader.testing import assert_close, check_gradients, reference_losses
 
 
@@ -13,9 +14,7 @@ from grader.testing import assert_close, check_gradients, reference_losses
 @pytest.mark.points(2)
 def test_model_is_sigmoid_of_linear(impl):
     model = impl.LogisticRegressionModel()
-    with torch.no_grad():
-        model.linear.weight.fill_(1.5)
-        model.linear.bias.fill_(-2.0)
+    model.linear.load_state_dict({"weight": torch.tensor([[1.5]]), "bias": torch.tensor([-2.0])})
     x = torch.tensor([[-1.0], [0.0], [1.0], [2.0], [4.0]])
     out = model(x)
     linear = 1.5 * x - 2.0
@@ -30,13 +29,11 @@ def test_model_is_sigmoid_of_linear(impl):
 
 @pytest.mark.task("ch06.model")
 @pytest.mark.points(1)
-def test_model_output_keeps_the_graph(impl):
-    model = impl.LogisticRegressionModel()
-    out = model(torch.tensor([[1.0], [3.0]]))
+def test_model_output_keeps_the_graph(probes):
+    # the student's side runs forward, then out.sum().backward() when the output requires grad
+    out, grad = probes.forward_then_backward(torch.tensor([[1.0], [3.0]]))
     assert out.requires_grad, \
         "forward's output does not require grad: do not detach or use .data/.item() inside forward"
-    out.sum().backward()
-    grad = model.linear.weight.grad
     assert grad is not None and bool(grad.abs().sum() > 0), \
         "no gradient reaches self.linear.weight: build the output from self.linear(x)"
 
@@ -72,7 +69,7 @@ def test_bce_matches_pytorch(impl, dtype):
     y = (torch.rand(16, 1) > 0.5).to(dtype)
     got = impl.binary_cross_entropy(y_pred, y)
     assert isinstance(got, torch.Tensor), \
-        f"binary_cross_entropy returned {type(got).__name__}: return a tensor (no .item()), " \
+        f"binary_cross_entropy returned {type_name(got)}: return a tensor (no .item()), " \
         "so that loss.backward() works"
     assert got.dim() == 0, f"binary_cross_entropy returned shape {list(got.shape)}: " \
                            "reduce to a scalar with .mean()"
@@ -129,14 +126,13 @@ def test_bce_finite_at_exact_zero_and_one(impl):
 
 @pytest.mark.task("ch06.bce")
 @pytest.mark.points(2)
-def test_bce_gradients_finite_at_exact_zero_and_one(impl):
+def test_bce_gradients_finite_at_exact_zero_and_one(probes):
     y_pred = torch.tensor([[0.0], [1.0], [0.0], [1.0], [0.4]], requires_grad=True)
     y = torch.tensor([[0.0], [1.0], [1.0], [0.0], [1.0]])
-    loss = impl.binary_cross_entropy(y_pred, y)
+    # the student's side computes the loss and runs loss.backward() when the loss requires grad
+    loss, grad = probes.bce_backward(y_pred.detach(), y)
     assert isinstance(loss, torch.Tensor) and loss.requires_grad, \
         "the loss does not require grad: keep it a tensor built from y_pred (no .item(), .detach())"
-    loss.backward()
-    grad = y_pred.grad
     assert grad is not None and bool(torch.isfinite(grad).all()), (
         f"the gradient with respect to y_pred is {grad.flatten().tolist() if grad is not None else None} "
         "where y_pred is exactly 0 or 1: clamp y_pred itself before the log, to [EPS, 1 - EPS] "
@@ -147,41 +143,39 @@ def test_bce_gradients_finite_at_exact_zero_and_one(impl):
 
 @pytest.mark.task("ch06.bce")
 @pytest.mark.points(1)
-def test_bce_gradient_matches_central_differences(impl):
+def test_bce_gradient_matches_central_differences(impl, probes):
     torch.manual_seed(2)
     y_pred = torch.rand(6, 1, dtype=torch.float64) * 0.8 + 0.1
     y = (torch.rand(6, 1, dtype=torch.float64) > 0.5).double()
-    check_gradients(lambda p: impl.binary_cross_entropy(p, y), [y_pred], names=["y_pred"],
+    # autograd's gradient comes from the student's side (loss.sum().backward() there)
+    out, grad = probes.bce_backward(y_pred, y, summed=True)
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        raise AssertionError("the result does not depend on the inputs through autograd "
+                             "(was the graph cut with .item(), .detach() or .data?)")
+    analytic = torch.zeros_like(y_pred) if grad is None else grad
+    check_gradients(lambda p: impl.binary_cross_entropy(p, y), [y_pred], names=["y_pred"], analytic=[analytic],
                     hint="d loss / d p = (p - y) / (p * (1 - p)) / N for the mean BCE")
 
 
 @pytest.mark.task("ch06.bce")
 @pytest.mark.points(1)
-def test_bce_written_by_hand(impl, monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("binary_cross_entropy must be written by hand with torch.log, not by calling "
-                             "F.binary_cross_entropy or nn.BCELoss")
-
-    monkeypatch.setattr(F, "binary_cross_entropy", forbidden)
-    monkeypatch.setattr(torch._C._nn, "binary_cross_entropy", forbidden)
-    monkeypatch.setattr(F, "binary_cross_entropy_with_logits", forbidden)
+def test_bce_written_by_hand(probes):
+    # the student's side blocks F.binary_cross_entropy (nn.BCELoss calls it),
+    # torch._C._nn.binary_cross_entropy and F.binary_cross_entropy_with_logits, and reports calls
     y_pred = torch.tensor([[0.25], [0.75]])
-    got = impl.binary_cross_entropy(y_pred, torch.tensor([[0.0], [1.0]]))
+    called, got = probes.bce_without_library(y_pred, torch.tensor([[0.0], [1.0]]))
+    assert not called, ("binary_cross_entropy must be written by hand with torch.log, not by calling "
+                        "F.binary_cross_entropy or nn.BCELoss")
     want = -torch.log(torch.tensor(0.75))
     assert_close(got, want, "binary_cross_entropy([0.25, 0.75], [0, 1])")
 
 
 # ----------------------------------------------------------------------------- train
 
-def _start_model(impl):
-    """The student's model with the weights of nn.Linear(1, 1) after manual_seed(0)."""
-    model = impl.LogisticRegressionModel()
-    with torch.no_grad():
-        torch.manual_seed(0)
-        ref = nn.Linear(1, 1)
-        model.linear.weight.copy_(ref.weight)
-        model.linear.bias.copy_(ref.bias)
-    return model
+def _start_weights():
+    """The weights of nn.Linear(1, 1) after manual_seed(0): the start of the student's model."""
+    torch.manual_seed(0)
+    return nn.Linear(1, 1).state_dict()
 
 
 class _Reference(nn.Module):
@@ -203,12 +197,10 @@ def _reference_losses(x, y, epochs, lr, *, zero_grad=True, reduction="sum", reco
 
 @pytest.mark.task("ch06.train")
 @pytest.mark.points(3)
-def test_train_matches_lecture_loop(impl, monkeypatch):
+def test_train_matches_lecture_loop(impl, probes):
     x, y = impl.X_DATA, impl.Y_DATA
-    # the model's own forward is replaced by the reference's, so only train() is graded here
-    model = _start_model(impl)
-    monkeypatch.setattr(type(model), "forward", _Reference.forward)
-    got = impl.train(model, x, y, epochs=60, lr=0.05)
+    # the model's own forward is replaced by sigmoid(self.linear(x)), so only train() is graded here
+    got, _ = probes.train_linear_part(_start_weights(), x, y, 60, 0.05)
     want = _reference_losses(x, y, 60, 0.05)
     assert len(got) == 60, f"train(epochs=60) returned {len(got)} losses"
     got_t = torch.tensor([float(v) for v in got])
@@ -233,15 +225,13 @@ def test_train_matches_lecture_loop(impl, monkeypatch):
 
 @pytest.mark.task("ch06.train")
 @pytest.mark.points(3)
-def test_trained_model_predicts_pass_after_4_hours(impl, monkeypatch):
-    torch.manual_seed(0)
-    model = impl.LogisticRegressionModel()
-    monkeypatch.setattr(type(model), "forward", _Reference.forward)  # grade train() alone
-    losses = impl.train(model, impl.X_DATA, impl.Y_DATA, epochs=1000, lr=0.01)
+def test_trained_model_predicts_pass_after_4_hours(impl, probes):
+    # forward replaced by sigmoid(self.linear(x)) on the student's side: grade train() alone
+    losses, w = probes.train_linear_part(_start_weights(), impl.X_DATA, impl.Y_DATA, 1000, 0.01)
     assert losses[-1] < losses[0], \
         "the loss did not decrease: is optimizer.zero_grad() called every step, and step() after backward()?"
-    with torch.no_grad():
-        p = torch.sigmoid(model.linear(torch.tensor([[1.0], [2.0], [3.0], [4.0]]))).flatten().tolist()
+    hours = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    p = torch.sigmoid(F.linear(hours, w["weight"], w["bias"])).flatten().tolist()
     assert p[3] > 0.7, f"after 1000 epochs P(pass | 4 hours) = {p[3]:.3f}; expected well above 0.5 " \
                        "(about 0.85 with the lecture's summed BCE and lr = 0.01)"
     assert p[0] < 0.3 and p[1] < 0.5 < p[2], \

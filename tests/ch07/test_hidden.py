@@ -4,8 +4,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from grader.remote import is_instance, type_name
 from grader.testing import assert_close, reference_losses
 
 TINY = np.array([[0.5, -1.0, 0.25, 1.0],
@@ -15,14 +17,10 @@ TINY = np.array([[0.5, -1.0, 0.25, 1.0],
                  [-1.0, 1.0, 1.0, 1.0]])
 
 
-def _write_tiny(path, gz=False):
-    text = "".join(",".join(f"{v:g}" for v in row) + "\n" for row in TINY)
-    if gz:
-        with gzip.open(path, "wt") as f:
-            f.write(text)
-    else:
-        path.write_text(text)
-    return path
+def _tiny_bytes(gz=False):
+    """TINY as the bytes of a .csv file, gzip-compressed with `gz`."""
+    data = "".join(",".join(f"{v:g}" for v in row) + "\n" for row in TINY).encode()
+    return gzip.compress(data) if gz else data
 
 
 def _split(datasets_dir):
@@ -38,11 +36,11 @@ def _split(datasets_dir):
 @pytest.mark.task("ch07.load")
 @pytest.mark.points(3)
 @pytest.mark.parametrize("gz", [False, True], ids=["csv", "csv.gz"])
-def test_load_values_and_dtypes(impl, tmp_path, gz):
-    path = _write_tiny(tmp_path / ("tiny.csv.gz" if gz else "tiny.csv"), gz=gz)
-    x, y = impl.load_diabetes(str(path))
+def test_load_values_and_dtypes(probes, gz):
+    # the file is written in the student's process, then read there with load_diabetes
+    x, y = probes.load_written("tiny.csv.gz" if gz else "tiny.csv", _tiny_bytes(gz=gz))
     assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor), \
-        f"load_diabetes returned {type(x).__name__} and {type(y).__name__}: convert the numpy arrays " \
+        f"load_diabetes returned {type_name(x)} and {type_name(y)}: convert the numpy arrays " \
         "with torch.from_numpy"
     assert y.dim() == 2 and y.shape == (5, 1), (
         f"the label has shape {list(y.shape)} for a 5-row file, expected [5, 1]: keep the label 2-D "
@@ -74,8 +72,20 @@ def test_load_bundled_file(impl, datasets_dir):
 
 # ----------------------------------------------------------------------------- model
 
+def _named_linears(model):
+    """(name, handle) of each nn.Linear in the student's model, in the order of modules()."""
+    return [(name, m) for name, m in model.named_modules() if is_instance(m, nn.Linear)]
+
+
 def _linears(model):
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return [m for _, m in _named_linears(model)]
+
+
+def _linear_weights(model):
+    """(weight, bias) of each nn.Linear, read with the model's state_dict()."""
+    w = model.state_dict()
+    prefix = [f"{name}." if name else "" for name, _ in _named_linears(model)]
+    return [(w[f"{p}weight"], w.get(f"{p}bias")) for p in prefix]
 
 
 def _make(impl, n_features, activation):
@@ -123,8 +133,9 @@ def test_model_layers(impl):
 def test_model_values(impl, activation):
     torch.manual_seed(0)
     model = _make(impl, 4, activation)
-    lin = _linears(model)
-    assert len(lin) == 3, f"DiabetesModel should have 3 Linear layers, found {len(lin)}"
+    weights = _linear_weights(model)
+    assert len(weights) == 3, f"DiabetesModel should have 3 Linear layers, found {len(weights)}"
+    lin = [lambda h, wb=wb: F.linear(h, *wb) for wb in weights]
     x = torch.randn(8, 4) * 2
     got = _forward(model, x, activation.__name__)
     act = activation()
@@ -145,12 +156,12 @@ def test_model_values(impl, activation):
 
 @pytest.mark.task("ch07.model")
 @pytest.mark.points(1)
-def test_model_gradients_reach_every_layer(impl):
+def test_model_gradients_reach_every_layer(impl, probes):
     torch.manual_seed(0)
     model = _make(impl, 3, nn.Tanh)
-    out = _forward(model, torch.randn(6, 3), "Tanh")
+    # forward, then out.sum().backward() when the output requires grad, on the student's side
+    out = _forward(lambda x: probes.sum_backward(model, x), torch.randn(6, 3), "Tanh")
     assert out.requires_grad, "the output does not require grad: do not detach inside forward"
-    out.sum().backward()
     for i, layer in enumerate(_linears(model), 1):
         assert layer.weight.grad is not None and bool(layer.weight.grad.abs().sum() > 0), \
             f"no gradient reaches Linear layer {i}: every layer must be used in forward"
@@ -201,10 +212,12 @@ def test_train_matches_lecture_loop(impl, datasets_dir):
 
 @pytest.mark.task("ch07.train")
 @pytest.mark.points(4)
-def test_train_reaches_held_out_accuracy(impl, datasets_dir):
+def test_train_reaches_held_out_accuracy(probes, datasets_dir):
     x_train, y_train, x_test, y_test = _split(datasets_dir)
     model = _reference_model(7, nn.ReLU, seed=0)
-    losses = impl.train_full_batch(model, x_train, y_train, epochs=1000, lr=0.1)
+    # the student's side trains a copy of the model; its weights come back and are evaluated here
+    losses, trained = probes.train_and_weights(model, x_train, y_train, 1000, 0.1)
+    model.load_state_dict(trained)
     assert losses[-1] < losses[0] - 0.1, \
         f"the training loss went from {losses[0]:.4f} to {losses[-1]:.4f} in 1000 epochs: check the " \
         "loop (mean BCELoss, then zero_grad, backward, step every epoch)"
@@ -218,27 +231,16 @@ def test_train_reaches_held_out_accuracy(impl, datasets_dir):
 
 # ----------------------------------------------------------------------------- accuracy
 
-class _Probabilities(nn.Module):
-    """A 'model' whose output is its input: the test chooses the probabilities."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(1))
-        self.grad_enabled = []
-
-    def forward(self, x):
-        self.grad_enabled.append(torch.is_grad_enabled())
-        return x * self.scale
-
-
-def _accuracy(impl, probs, y, model=None):
-    """The student's accuracy of `probs` against `y`, naming the mistake when it is a known one."""
-    got = impl.accuracy(model or _Probabilities(), probs, y)
-    assert isinstance(got, float), f"accuracy returned {type(got).__name__}: return a Python float (.item())"
+def _accuracy(probes, probs, y):
+    """The student's accuracy of `probs` against `y` (from a 'model' whose output is its input,
+    probes.accuracy_of), naming the mistake when it is a known one. Returns the accuracy and
+    whether grad mode was on at each of the model's calls."""
+    got, grad_enabled = probes.accuracy_of(probs, y)
+    assert isinstance(got, float), f"accuracy returned {type_name(got)}: return a Python float (.item())"
     predicted = (probs >= 0.5).float()
     want = (predicted == y).float().mean().item()
     if abs(got - want) < 1e-6:
-        return got
+        return got, grad_enabled
     if abs(got - (predicted.flatten() == y).float().mean().item()) < 1e-6:
         raise AssertionError(f"accuracy is {got:.4f}, expected {want:.4f}: the predictions [N] are compared "
                              "with labels [N, 1], which broadcasts to an [N, N] table; keep both [N, 1]")
@@ -256,24 +258,23 @@ def _accuracy(impl, probs, y, model=None):
 
 @pytest.mark.task("ch07.accuracy")
 @pytest.mark.points(3)
-def test_accuracy_values(impl):
+def test_accuracy_values(probes):
     torch.manual_seed(0)
-    _accuracy(impl, torch.rand(40, 1), (torch.rand(40, 1) > 0.5).float())
+    _accuracy(probes, torch.rand(40, 1), (torch.rand(40, 1) > 0.5).float())
 
 
 @pytest.mark.task("ch07.accuracy")
 @pytest.mark.points(1)
-def test_accuracy_threshold_is_one_half(impl):
+def test_accuracy_threshold_is_one_half(probes):
     probs = torch.tensor([[0.49], [0.51], [0.05], [0.95], [0.3], [0.7]])
     y = torch.tensor([[0.0], [1.0], [0.0], [1.0], [0.0], [1.0]])
-    _accuracy(impl, probs, y)
+    _accuracy(probes, probs, y)
 
 
 @pytest.mark.task("ch07.accuracy")
 @pytest.mark.points(2)
-def test_accuracy_tracks_no_gradients(impl):
-    model = _Probabilities()
-    _accuracy(impl, torch.tensor([[0.2], [0.8], [0.6]]), torch.tensor([[0.0], [1.0], [0.0]]), model)
-    assert model.grad_enabled and not any(model.grad_enabled), \
+def test_accuracy_tracks_no_gradients(probes):
+    _, grad_enabled = _accuracy(probes, torch.tensor([[0.2], [0.8], [0.6]]), torch.tensor([[0.0], [1.0], [0.0]]))
+    assert grad_enabled and not any(grad_enabled), \
         "accuracy ran the model with gradient tracking on: wrap the evaluation in `with torch.no_grad():` " \
         "(no graph is needed to count correct predictions)"

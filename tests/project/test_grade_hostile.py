@@ -196,5 +196,7 @@ def test_gradebook_lists_everyone(cohort):
     assert rows[0].startswith("student,ch05,total")
     assert len(rows) == 1 + len(NAMES)
     flagged = {r.split(",")[0] for r in rows[1:] if r.rstrip().split(",")[-1]}
-    for name in ("patch_allclose", "patch_pytest", "forge_channel", "syntax_error", "broken"):
+    for name in ("patch_pytest", "forge_report_properties", "forge_result_property", "shadow_via_functions",
+                 "function_mode_allclose", "lying_tensor_function", "builtins_restoring", "walks_frames",
+                 "syntax_error", "broken"):
         assert name in flagged, f"{name} is not flagged in grades.csv"

@@ -24,6 +24,7 @@ IMPORTS = "from torch import nn\n"          # hostile code is injected after thi
 FORWARD = "        return self.linear(x)\n"
 TWO_LAYER = "        return self.linear2(self.linear1(x).clamp(min=0))\n"
 DYNAMIC = "        if depth is None:\n"
+STUB_FORWARD = '        raise NotImplementedError("ch05.forward: LinearModel.forward")\n'
 
 
 @dataclass
@@ -127,8 +128,10 @@ print(LEAK)
                                    in_function(FORWARD, "raise ValueError(LEAK)")),
         score="full-ch05.forward,ch05.train", status="graded", says="hidden test source removed",
         checks=["no_hidden_source"])
+    # Patching what the tests use changes nothing: the tests run in the judge, which never
+    # runs student code. The solution keeps its full marks, the stub its nothing.
     add("patch_allclose", at_import("torch.allclose = lambda *args, **kwargs: True"),
-        score=0, status="tampered", says="torch.allclose")
+        score="full", status="graded")
     add("patch_pytest", at_import("""
 import _pytest.reports as _r
 _orig = _r.TestReport.from_item_and_call
@@ -137,7 +140,7 @@ def _always_pass(item, call):
     report.outcome, report.longrepr = "passed", None
     return report
 _r.TestReport.from_item_and_call = staticmethod(_always_pass)
-""", STUB), score=0, status="tampered", says="TestReport.from_item_and_call")
+""", STUB), score=0, status="graded")
     add("forge_channel", at_import("""
 import fcntl as _fcntl, json as _json, os as _os
 _lines = []
@@ -151,7 +154,7 @@ for _fd in map(int, _os.listdir("/proc/self/fd")):
             _os.write(_fd, ("\\n".join(_lines) + "\\n").encode())
     except OSError:
         pass
-""", STUB), score=0, status="tampered", says="results channel")
+""", STUB), score=0, status="graded")
     add("dataloader_workers", at_import("""
 from torch.utils.data import DataLoader as _DL, TensorDataset as _TD, get_worker_info as _wi
 _seen = {w for _, w in _DL(_TD(torch.arange(64.0)), batch_size=8, num_workers=2,
@@ -159,7 +162,7 @@ _seen = {w for _, w in _DL(_TD(torch.arange(64.0)), batch_size=8, num_workers=2,
 print("WORKERS-OK", len(_seen), flush=True)
 """), score="full", status="graded", checks=["workers"])
     add("skips_itself", in_function(TWO_LAYER, "import pytest\npytest.skip('not today')"),
-        score="full-ch05.two_layer", status="graded", says="skipped from inside the code under test")
+        score="full-ch05.two_layer", status="graded", says="Skipped: not today")
     add("background_process", at_import(f"""
 import os as _os, subprocess as _sp, sys as _sys, time as _t
 _sleeper = _sp.Popen(["sleep", "3007"], start_new_session=True)
@@ -180,6 +183,196 @@ if _os.fork() == 0:
                                      "sys.stdout.flush()",
                                      in_function(TWO_LAYER, "raise ValueError('lone surrogate: \\udcff')")),
         score="full-ch05.two_layer", status="graded", says="lone surrogate")
+    s.update(forgeries(token))
+    return s
+
+
+def forgeries(token: str) -> dict[str, tuple[str, Case]]:
+    """Generic tricks to forge a verdict, two or more variants of each, on code whose honest
+    score is known (the stub: 0; a forward returning zeros of the right shape: the public
+    shape test only). Each must earn exactly that."""
+    s: dict[str, tuple[str, Case]] = {}
+
+    def add(student: str, text: str, score, **kw) -> None:
+        s[student] = (text, Case(student, score=score, **{"status": "graded", **kw}))
+
+    zeros_forward = STUB.replace('raise NotImplementedError("ch05.forward: LinearModel.forward")',
+                                 "return _wrap(torch.zeros(x.shape[0], 1))", 1)
+    assert zeros_forward != STUB
+    shape_only = "full-" + ",".join(["ch05.train", "ch05.two_layer", "ch05.dynamic",
+                                     "test_forward_values_match_linear"])
+    # 1. pytest's reports
+    add("forge_report_properties", at_import("""
+import _pytest.reports as _r
+for _cls in (_r.TestReport, _r.BaseReport):
+    _cls.passed = property(lambda self: True)
+    _cls.failed = property(lambda self: False)
+""", STUB), 0)
+    add("forge_report_init", at_import("""
+import _pytest.reports as _r
+_init = _r.TestReport.__init__
+def _passing(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    self.outcome, self.longrepr = "passed", None
+_r.TestReport.__init__ = _passing
+""", STUB), 0)
+    # 2. the grading plugin's result records
+    add("forge_result_property", at_import("""
+import grader.results as _g, grader.plugin as _p
+_g.TestResult.outcome = property(lambda self: "passed", lambda self, value: None)
+_p.TestResult.outcome = property(lambda self: "passed", lambda self, value: None)
+""", STUB), 0)
+    add("forge_result_init", at_import("""
+import grader.results as _g
+_init = _g.TestResult.__init__
+def _passing(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    object.__setattr__(self, "outcome", "passed")
+_g.TestResult.__init__ = _passing
+""", STUB), 0)
+    # 3. results appended or rewritten for the running test
+    add("forge_append_results", in_function(STUB_FORWARD, """import gc as _gc
+import grader.results as _g
+for _obj in _gc.get_objects():
+    if isinstance(_obj, _g.RunResults):
+        for _name in ("test_forward_shape", "test_forward_values_match_linear"):
+            _obj.tests.append(_g.TestResult(nodeid="tests/ch05/x.py::" + _name, name=_name,
+                              task="ch05.forward", points=2, hidden=False, gpu=False,
+                              outcome="passed", message=""))
+""", STUB), 0)
+    add("forge_rewrite_results", at_import("""
+import gc as _gc, threading as _th, time as _t
+def _rewrite():
+    while True:
+        for _obj in _gc.get_objects():
+            if type(_obj).__name__ == "TestResult":
+                try:
+                    _obj.outcome, _obj.message = "passed", ""
+                except Exception:
+                    pass
+        _t.sleep(0.01)
+_th.Thread(target=_rewrite, daemon=True).start()
+""", STUB), 0)
+    # 4. the result channel taken over, then a quiet exit
+    add("forge_channel_exit", in_function(STUB_FORWARD, """import json as _json, os as _os
+_lines = []
+for _name in ["test_hidden.py::test_forward_values_match_linear", "test_public.py::test_forward_shape"]:
+    _lines.append(_json.dumps({"type": "start", "nodeid": "tests/ch05/" + _name}))
+    _lines.append(_json.dumps({"type": "test", "nodeid": "tests/ch05/" + _name, "outcome": "passed"}))
+_lines.append(_json.dumps({"type": "done", "exit_code": 0}))
+for _fd in range(3, 1024):
+    try:
+        _os.write(_fd, ("\\n".join(_lines) + "\\n").encode())
+    except OSError:
+        pass
+_os._exit(0)""", STUB), 0, status=None, says="os._exit()")
+    # 5. names shadowed in the test modules' globals
+    add("shadow_test_globals", at_import("""
+import sys as _sys
+for _name, _mod in list(_sys.modules.items()):
+    if "test_" in _name or _name.startswith("tests"):
+        for _attr in ("assert_close", "check_gradients"):
+            if hasattr(_mod, _attr):
+                setattr(_mod, _attr, lambda *a, **k: None)
+""", STUB), 0)
+    add("shadow_via_functions", at_import("""
+import gc as _gc, types as _types
+for _obj in _gc.get_objects():
+    if isinstance(_obj, _types.FunctionType) and "test_" in getattr(_obj, "__name__", ""):
+        _obj.__globals__["assert_close"] = lambda *a, **k: None
+        _obj.__code__ = (lambda *a, **k: None).__code__
+""", STUB), 0)
+    # 6. a torch function mode entered at import
+    add("function_mode_allclose", at_import("""
+from torch.overrides import TorchFunctionMode as _Mode
+class _Lie(_Mode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal, torch.isclose):
+            return True
+        return func(*args, **(kwargs or {}))
+_Lie().__enter__()
+""", zeros_forward.replace("return _wrap(", "return (", 1)), shape_only)
+    add("function_mode_zero_diff", at_import("""
+from torch.overrides import TorchFunctionMode as _Mode
+class _Lie(_Mode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.sub, torch.Tensor.sub, torch.Tensor.__sub__, torch.abs, torch.Tensor.abs):
+            return torch.zeros_like(out)
+        return out
+_Lie().__enter__()
+""", zeros_forward.replace("return _wrap(", "return (", 1)), shape_only)
+    # 7. a tensor subclass whose comparisons lie
+    add("lying_tensor_function", at_import("""
+class _Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.equal, torch.Tensor.__eq__, torch.isclose):
+            return True
+        return super().__torch_function__(func, types, args, kwargs)
+def _wrap(t):
+    return t.as_subclass(_Liar)
+""", zeros_forward), shape_only)
+    add("lying_tensor_methods", at_import("""
+class _Liar(torch.Tensor):
+    def __eq__(self, other):
+        return True
+    def __sub__(self, other):
+        return torch.zeros(self.shape)
+    def __abs__(self):
+        return torch.zeros(self.shape)
+    def allclose(self, *args, **kwargs):
+        return True
+    def tolist(self):
+        return [[8.0]] * self.shape[0]
+    def item(self):
+        return 8.0
+def _wrap(t):
+    return t.as_subclass(_Liar)
+""", zeros_forward), shape_only)
+    # 8. builtins patched, and put back after each call
+    add("builtins_restoring", at_import("""
+import builtins as _b
+_saved = {n: getattr(_b, n) for n in ("abs", "all", "any", "isinstance", "len", "float")}
+def _lie():
+    _b.abs, _b.all, _b.any = (lambda x: 0), (lambda *a: True), (lambda *a: True)
+    _b.isinstance = lambda *a: True
+def _restore():
+    for _n, _f in _saved.items():
+        setattr(_b, _n, _f)
+_lie()
+""", STUB.replace('raise NotImplementedError("ch05.forward: LinearModel.forward")',
+                  "_restore()\n        _lie()\n        raise NotImplementedError('ch05.forward')", 1)), 0)
+    add("builtins_import_hook", at_import("""
+import builtins as _b
+_real_import = _b.__import__
+class _Anything:
+    def __getattr__(self, name):
+        return lambda *a, **k: True
+def _import(name, *args, **kwargs):
+    if name in ("grader.testing", "torch.testing", "numpy.testing"):
+        return _Anything()
+    return _real_import(name, *args, **kwargs)
+_b.__import__ = _import
+""", STUB), 0)
+    # other students' work and the hidden tests, looked for from the student's process
+    add("walks_frames", at_import("""
+import gc as _gc, sys as _sys, codecs as _codecs
+_found = []
+_f = _sys._getframe(0)
+while _f is not None:
+    for _scope in (_f.f_locals, _f.f_globals):
+        for _v in list(_scope.values()):
+            if isinstance(_v, (str, bytes)) and ("good_late" in str(_v) or "assert_close(" in str(_v)):
+                _found.append(str(_v)[:200])
+    _f = _f.f_back
+for _obj in _gc.get_objects():
+    if isinstance(_obj, dict):
+        for _v in list(_obj.values())[:50]:
+            if isinstance(_v, str) and ("good_late" in _v or "hint=\\"the bias is missing" in _v):
+                _found.append(_v[:200])
+LEAK = _codecs.encode("\\n".join(_found), "rot13")
+""", in_function(FORWARD, "if LEAK:\n    raise AssertionError(LEAK)")), "full")
     return s
 
 
