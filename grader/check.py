@@ -108,6 +108,12 @@ def _student_process(impl: Path, tests_root: Path) -> tuple[int, int]:
     judge_end, student_end = socket.socketpair()
 
     def serve() -> int:
+        from grader import plugin
+        from grader.paths import datasets_dir
+        os.environ.setdefault("PRACTICE_EPOCHS", "1")  # as the plugin sets them for the tests
+        os.environ.setdefault("PRACTICE_DATASETS", str(datasets_dir(None)))
+        plugin.block_network()
+        plugin.limit_threads()
         loader = remote.ModuleLoader(impl, tests_root)
         return remote.serve(student_end, remote.Server(loader.module, loader.probes))
 

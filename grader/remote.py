@@ -523,13 +523,24 @@ class SocketConnection(Connection):
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.broken = ""
 
     def exchange(self, payload: bytes) -> bytes:
+        if self.broken:
+            raise StudentProcessGone(self.broken)
+        done = False
         try:
             _send_frame(self.sock, payload)
-            return _recv_frame(self.sock, MAX_REPLY)
+            reply = _recv_frame(self.sock, MAX_REPLY)
+            done = True
+            return reply
         except (EOFError, OSError) as exc:
-            raise StudentProcessGone(str(exc)) from None
+            raise StudentProcessGone(str(exc) or "the connection closed") from None
+        finally:
+            if not done:
+                # Interrupted half-way (a timeout, an oversized reply): the next reply on the
+                # line would answer this request, so the line is not used again.
+                self.broken = self.broken or "an earlier request was not answered in full"
 
 
 def _rebuild_error(error: Any) -> BaseException:

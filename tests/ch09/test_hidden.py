@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from grader.remote import is_instance, type_name
 from grader.testing import assert_close, check_gradients
 
 MEAN, STD = 0.1307, 0.3081
@@ -24,6 +25,18 @@ def _call(fn, *args, what):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AssertionError(f"{what} raised RuntimeError: {first} (reduce over dim=1 with "
                              "keepdim=True, so the [N, 1] result broadcasts against [N, C])") from None
+
+
+def _assert_autograd(backward):
+    """check_gradients' own message when the result has no autograd graph."""
+    if not backward["requires_grad"]:
+        raise AssertionError("the result does not depend on the inputs through autograd "
+                             "(was the graph cut with .item(), .detach() or .data?)")
+
+
+def _grads(backward, inputs):
+    """The gradients a `gradients` probe observed, zeros where none reached an input."""
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(backward["grads"], inputs)]
 
 
 # --------------------------------------------------------------------------- softmax
@@ -58,10 +71,14 @@ def test_softmax_is_stable_for_large_logits(impl):
 
 @pytest.mark.task("ch09.softmax")
 @pytest.mark.points(1)
-def test_softmax_gradient(impl):
+def test_softmax_gradient(impl, probes):
     z = torch.randn(3, 5, dtype=torch.float64)
     weights = torch.randn(3, 5, dtype=torch.float64)
-    check_gradients(lambda t: (impl.softmax(t) * weights).sum(), [z], names=["the logits z"],
+    # autograd's gradient of (softmax(z) * weights).sum(), taken beside your code
+    backward = probes.gradients("softmax", [z], [0], weights)
+    _assert_autograd(backward)
+    check_gradients(lambda t: (impl.softmax(t) * weights).sum(), [z], analytic=_grads(backward, [z]),
+                    names=["the logits z"],
                     hint="softmax must be built from differentiable tensor operations "
                          "(no .detach(), .item(), .numpy() or in-place writes)")
 
@@ -100,7 +117,7 @@ def test_cross_entropy_matches_crossentropyloss(impl):
         targets = torch.randint(0, c, (n,))
         got = _call(impl.cross_entropy, logits, targets, what=f"cross_entropy on [{n}, {c}] logits")
         want = nn.CrossEntropyLoss()(logits, targets)
-        assert isinstance(got, torch.Tensor), f"cross_entropy returned {type(got).__name__}, expected a tensor"
+        assert isinstance(got, torch.Tensor), f"cross_entropy returned {type_name(got)}, expected a tensor"
         if got.shape == want.shape and not torch.allclose(got.to(want.dtype), want, rtol=1e-6):
             mistake = _fingerprint_cross_entropy(got, logits, targets)
             if mistake:
@@ -112,20 +129,20 @@ def test_cross_entropy_matches_crossentropyloss(impl):
 
 @pytest.mark.task("ch09.cross_entropy")
 @pytest.mark.points(2)
-def test_cross_entropy_gradient_matches_crossentropyloss(impl):
+def test_cross_entropy_gradient_matches_crossentropyloss(impl, probes):
     logits = torch.randn(6, 4, dtype=torch.float64)
     targets = torch.tensor([0, 3, 1, 1, 2, 0])
-    leaf = logits.clone().requires_grad_(True)
-    loss = impl.cross_entropy(leaf, targets)
-    assert isinstance(loss, torch.Tensor) and loss.requires_grad, \
+    # cross_entropy(logits, targets) and its gradient for the logits, taken beside your code
+    backward = probes.gradients("cross_entropy", [logits, targets], [0])
+    assert backward["requires_grad"], \
         "cross_entropy's result does not require grad: build it from tensor operations on the logits " \
         "(no .item(), .detach() or numpy)"
-    (got,) = torch.autograd.grad(loss, leaf)
+    (got,) = _grads(backward, [logits])
     ref = logits.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(nn.CrossEntropyLoss()(ref, targets), ref)
     assert_close(got, want, "the gradient of cross_entropy with respect to the logits", rtol=1e-6,
                  hint="expected (softmax(logits) - one_hot(targets)) / N")
-    check_gradients(lambda t: impl.cross_entropy(t, targets), [logits], names=["the logits"])
+    check_gradients(lambda t: impl.cross_entropy(t, targets), [logits], analytic=[got], names=["the logits"])
 
 
 @pytest.mark.task("ch09.cross_entropy")
@@ -157,7 +174,8 @@ def test_transform_values(impl, datasets_dir):
         raise AssertionError(f"the transform failed on a PIL image ({exc}): Normalize works on tensors, "
                              "so ToTensor() must come first in the Compose") from None
     assert isinstance(got, torch.Tensor) and got.shape == (1, 28, 28), \
-        f"mnist_transform() turned a 28x28 image into {getattr(got, 'shape', type(got).__name__)}, " \
+        f"mnist_transform() turned a 28x28 image into " \
+        f"{list(got.shape) if isinstance(got, torch.Tensor) else type_name(got)}, " \
         "expected a tensor [1, 28, 28]"
     raw = torch.from_numpy(pixels).float().div(255).unsqueeze(0)
     hint = None
@@ -174,14 +192,21 @@ def test_transform_values(impl, datasets_dir):
 # --------------------------------------------------------------------------- model
 
 def _linears(model):
-    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+    """The names of the model's nn.Linear modules, in the order of model.modules()."""
+    return [name for name, m in model.named_modules() if is_instance(m, nn.Linear)]
+
+
+def _key(name, tensor):
+    """The state_dict key of a module's tensor ("weight", "bias")."""
+    return f"{name}.{tensor}" if name else tensor
 
 
 @pytest.mark.task("ch09.model")
 @pytest.mark.points(2)
 def test_model_architecture(impl):
     model = impl.MnistMLP()
-    shapes = [(m.in_features, m.out_features) for m in _linears(model)]
+    weights = model.state_dict()
+    shapes = [tuple(weights[_key(name, "weight")].shape[::-1]) for name in _linears(model)]
     want = [(784, 512), (512, 256), (256, 128), (128, 64), (64, 10)]
     assert shapes == want, f"MnistMLP's Linear layers are {shapes}, expected {want} (784-512-256-128-64-10)"
     n_params = sum(p.numel() for p in model.parameters())
@@ -196,13 +221,17 @@ def test_model_forward_returns_logits(impl):
     model = impl.MnistMLP()
     layers = _linears(model)
     assert len(layers) == 5, f"MnistMLP should have 5 Linear layers, found {len(layers)}"
+    w = model.state_dict()
+
+    def layer(name, h):
+        return F.linear(h, w[_key(name, "weight")], w.get(_key(name, "bias")))
+
     x = torch.randn(6, 1, 28, 28)
-    with torch.no_grad():
-        got = model(x)
-        h = x.view(-1, 784)
-        for layer in layers[:-1]:
-            h = torch.relu(layer(h))
-        want = layers[-1](h)
+    got = model(x)
+    h = x.view(-1, 784)
+    for name in layers[:-1]:
+        h = torch.relu(layer(name, h))
+    want = layer(layers[-1], h)
     assert got.shape == (6, 10), f"MnistMLP maps [6, 1, 28, 28] to {list(got.shape)}, expected [6, 10]"
     hint = None
     if torch.allclose(got, torch.softmax(want, dim=1), atol=1e-6):
@@ -217,9 +246,8 @@ def test_model_forward_returns_logits(impl):
     assert_close(got, want, "MnistMLP's output", atol=1e-5,
                  hint=hint or "view(-1, 784), then Linear and ReLU four times, then the last Linear alone")
     x_flat = x.view(6, 784)
-    with torch.no_grad():
-        assert_close(model(x_flat), want, "MnistMLP's output for already flat [6, 784] input", atol=1e-5,
-                     hint="flatten with x.view(-1, 784)")
+    assert_close(model(x_flat), want, "MnistMLP's output for already flat [6, 784] input", atol=1e-5,
+                 hint="flatten with x.view(-1, 784)")
 
 
 def _mnist_tensors(datasets_dir, train, limit=None):
@@ -233,38 +261,18 @@ def _mnist_tensors(datasets_dir, train, limit=None):
 
 @pytest.mark.task("ch09.model")
 @pytest.mark.points(1)
-def test_model_overfits_a_small_batch(impl, datasets_dir):
+def test_model_overfits_a_small_batch(probes, student, datasets_dir):
     x, y = _mnist_tensors(datasets_dir, train=True, limit=128)
-    torch.manual_seed(0)
-    model = impl.MnistMLP()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    criterion = nn.CrossEntropyLoss()
-    for _ in range(40):
-        optimizer.zero_grad()
-        loss = criterion(model(x), y)
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        accuracy = (model(x).argmax(dim=1) == y).float().mean().item()
+    student.seed(0)
+    # a new MnistMLP, 40 full-batch Adam(lr=1e-3) steps of CrossEntropyLoss, then its logits for x
+    logits = probes.overfit_logits(x, y, 40, 1e-3)
+    accuracy = (logits.argmax(dim=1) == y).float().mean().item()
     assert accuracy >= 0.95, \
         f"after 40 full-batch Adam steps on 128 digits MnistMLP classifies only {accuracy:.0%} of them, " \
         "expected at least 95%: are the layers chained with ReLU and the logits returned as they are?"
 
 
 # --------------------------------------------------------------------------- train and evaluate
-
-class ModeSpy(nn.Module):
-    """A linear classifier that records, at each forward, training mode and grad mode."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(784, 10)
-        self.seen = []
-
-    def forward(self, x):
-        self.seen.append((self.training, torch.is_grad_enabled()))
-        return self.linear(x.view(-1, 784))
-
 
 def _reference_train_epoch(model, loader, optimizer, criterion, *, zero_grad=True, step=True,
                            value="mean_of_batches"):
@@ -284,7 +292,7 @@ def _reference_train_epoch(model, loader, optimizer, criterion, *, zero_grad=Tru
 
 @pytest.mark.task("ch09.train")
 @pytest.mark.points(3)
-def test_train_epoch_matches_the_lecture_loop(impl, datasets_dir):
+def test_train_epoch_matches_the_lecture_loop(probes, datasets_dir):
     x, y = _mnist_tensors(datasets_dir, train=True, limit=300)
     loader = DataLoader(TensorDataset(x, y), batch_size=50, shuffle=False)
     torch.manual_seed(0)
@@ -296,7 +304,10 @@ def test_train_epoch_matches_the_lecture_loop(impl, datasets_dir):
         values = [fn(model, loader, optimizer, nn.CrossEntropyLoss(), **kwargs) for _ in range(2)]
         return torch.tensor([float(v) for v in values]), model
 
-    got, got_model = run(impl.train_epoch)
+    # your train_epoch, twice, on a copy of `start` with the same SGD, beside your code
+    student_run = probes.train_epochs(start, loader, torch.optim.SGD, {"lr": 0.1, "momentum": 0.5},
+                                      nn.CrossEntropyLoss(), 2)
+    got = torch.tensor([float(v) for v in student_run["losses"]])
     want, want_model = run(_reference_train_epoch)
     if not torch.allclose(got, want, rtol=1e-4):
         for kwargs, mistake in [
@@ -313,34 +324,33 @@ def test_train_epoch_matches_the_lecture_loop(impl, datasets_dir):
                 raise AssertionError(f"train_epoch follows a known mistake: {mistake}")
     assert_close(got, want, "the mean batch loss of two epochs", rtol=1e-4,
                  hint="for every batch: zero_grad, loss, backward, step; return the mean batch loss")
-    for (name, p), q in zip(got_model.named_parameters(), want_model.parameters()):
-        assert_close(p, q, f"parameter {name} after two epochs", rtol=1e-4, atol=1e-6)
+    for name, q in want_model.named_parameters():
+        assert name in student_run["state"], f"parameter {name} is missing from the model after two epochs"
+        assert_close(student_run["state"][name], q, f"parameter {name} after two epochs", rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.task("ch09.train")
 @pytest.mark.points(1)
-def test_train_epoch_uses_training_mode(impl):
-    loader = DataLoader(TensorDataset(torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))), batch_size=10)
-    model = ModeSpy()
-    model.eval()  # as evaluate() leaves it
-    impl.train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss())
-    assert model.seen, "train_epoch never called the model"
-    assert all(training for training, _ in model.seen), \
+def test_train_epoch_uses_training_mode(probes):
+    x, y = torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    # a model that records its mode at each forward, put in eval mode (as evaluate() leaves it)
+    seen = probes.modes_seen("train_epoch", x, y, 10, False)
+    assert seen, "train_epoch never called the model"
+    assert all(training for training, _ in seen), \
         "train_epoch ran the model in eval mode: call model.train() at its start (evaluate() switches " \
         "to eval mode, which changes layers such as Dropout and BatchNorm)"
 
 
 @pytest.mark.task("ch09.train")
 @pytest.mark.points(2)
-def test_evaluate_uses_eval_mode_and_no_grad(impl):
-    loader = DataLoader(TensorDataset(torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))), batch_size=10)
-    model = ModeSpy()
-    model.train()
-    impl.evaluate(model, loader)
-    assert model.seen, "evaluate never called the model"
-    assert not any(training for training, _ in model.seen), \
+def test_evaluate_uses_eval_mode_and_no_grad(probes):
+    x, y = torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    # a model that records its mode and grad mode at each forward, put in training mode
+    seen = probes.modes_seen("evaluate", x, y, 10, True)
+    assert seen, "evaluate never called the model"
+    assert not any(training for training, _ in seen), \
         "evaluate ran the model in training mode: call model.eval() first"
-    assert not any(grad for _, grad in model.seen), \
+    assert not any(grad for _, grad in seen), \
         "evaluate tracked gradients: wrap the loop in `with torch.no_grad():` (saves memory and time)"
 
 
@@ -353,8 +363,7 @@ def test_evaluate_counts_every_sample(impl):
     predicted = torch.where(right, targets, (targets + 1) % 10)
     x = F.one_hot(predicted, 784).float().view(20, 1, 28, 28) * 5.0
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, bias=False))
-    with torch.no_grad():
-        model[1].weight.copy_(torch.eye(10, 784))
+    model[1].load_state_dict({"weight": torch.eye(10, 784)})  # the test's own model, sent to evaluate
     loader = DataLoader(TensorDataset(x, targets), batch_size=6, shuffle=False)
     got = impl.evaluate(model, loader)
     want = int(right.sum()) / 20  # 7 / 20
@@ -368,14 +377,14 @@ def test_evaluate_counts_every_sample(impl):
     assert abs(float(got) - per_batch) > 1e-6, \
         "evaluate averages the accuracies of the batches, but the last batch is smaller: count correct " \
         "samples over the whole loader, then divide by the number of samples"
-    assert isinstance(got, float), f"evaluate returned {type(got).__name__}: return a Python float"
+    assert isinstance(got, float), f"evaluate returned {type_name(got)}: return a Python float"
     assert abs(got - want) < 1e-6, \
         f"evaluate returned {got}, expected {want}: predictions are the argmax of the logits over dim 1"
 
 
 @pytest.mark.task("ch09.train")
 @pytest.mark.points(3)
-def test_mlp_reaches_90_percent_on_the_subset(impl, datasets_dir):
+def test_mlp_reaches_90_percent_on_the_subset(probes, datasets_dir):
     x_train, y_train = _mnist_tensors(datasets_dir, train=True)
     x_test, y_test = _mnist_tensors(datasets_dir, train=False)
     torch.manual_seed(0)
@@ -384,10 +393,10 @@ def test_mlp_reaches_90_percent_on_the_subset(impl, datasets_dir):
     train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
                               generator=torch.Generator().manual_seed(0))
     test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=500)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    criterion = nn.CrossEntropyLoss()
-    losses = [impl.train_epoch(model, train_loader, optimizer, criterion) for _ in range(6)]
-    accuracy = impl.evaluate(model, test_loader)
+    # your train_epoch six times with SGD(lr=0.1, momentum=0.5), then your evaluate, beside your code
+    run = probes.train_epochs(model, train_loader, torch.optim.SGD, {"lr": 0.1, "momentum": 0.5},
+                              nn.CrossEntropyLoss(), 6, eval_loader=test_loader)
+    losses, accuracy = run["losses"], run["accuracy"]
     assert losses[-1] < losses[0], \
         f"the epoch loss went from {losses[0]:.3f} to {losses[-1]:.3f}: training does not learn"
     assert 0.0 <= accuracy <= 1.0, f"evaluate returned {accuracy}: return a fraction in [0, 1]"

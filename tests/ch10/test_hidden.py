@@ -2,8 +2,8 @@
 
 Device placement is checked on machines without a GPU too, on PyTorch's `meta` device:
 tensors there have a shape and a device but no data, so a model, input or target left
-on the CPU fails exactly as it would next to a GPU. The probes below (a tiny model, a
-criterion, an optimizer and labels that refuse to meet a tensor of another device) name
+on the CPU fails exactly as it would next to a GPU. The probes (probes.py: a tiny model, a
+criterion, an optimizer and labels that refuse to meet a tensor of another device) report
 whatever was left behind. Reading a value from a meta tensor (`loss.item()`, the count of
 correct predictions) is impossible, so the probe labels answer such reads with 0: the
 meta runs check placement only, and the CPU runs check the numbers.
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from grader.remote import type_name
 from grader.testing import assert_close
 
 META = torch.device("meta")
@@ -48,21 +49,18 @@ _WRONG_SIZES = [
 
 @pytest.mark.task("ch10.shapes")
 @pytest.mark.points(3)
-def test_conv_output_size_matches_conv2d(impl):
+def test_conv_output_size_matches_conv2d(probes):
+    cases = [(size, k, p, s) for size in range(1, 33) for k in (1, 2, 3, 5, 7) for p in range(0, 4)
+             if not (size + 2 * p < k or p > k // 2 + 1) for s in (1, 2, 3)]
+    answers = probes.conv_output_sizes(cases)  # one call of conv_output_size per case, in order
     wrong = []
-    for size in range(1, 33):
-        for k in (1, 2, 3, 5, 7):
-            for p in range(0, 4):
-                if size + 2 * p < k or p > k // 2 + 1:
-                    continue
-                for s in (1, 2, 3):
-                    got = impl.conv_output_size(size, k, padding=p, stride=s)
-                    assert isinstance(got, int), \
-                        f"conv_output_size({size}, {k}, padding={p}, stride={s}) returned " \
-                        f"{type(got).__name__} {got!r}: return an int, with floor division //"
-                    want = _conv2d_size(size, k, p, s)
-                    if got != want:
-                        wrong.append(((size, k, p, s), got, want))
+    for (size, k, p, s), got in zip(cases, answers, strict=True):
+        assert isinstance(got, int), \
+            f"conv_output_size({size}, {k}, padding={p}, stride={s}) returned " \
+            f"{type_name(got)} {got!r}: return an int, with floor division //"
+        want = _conv2d_size(size, k, p, s)
+        if got != want:
+            wrong.append(((size, k, p, s), got, want))
     if wrong:
         for formula, mistake in _WRONG_SIZES:
             if all(formula(*args) == got for args, got, _ in wrong):
@@ -114,11 +112,12 @@ def test_convolve_matches_conv2d_on_other_shapes(impl):
 
 # --------------------------------------------------------------------------- ch10.model
 
-def _cnn_reference(net, x, relu=True):
+def _cnn_reference(w, x, relu=True):
+    """The lecture's forward, computed here from the student's weights (its state_dict)."""
     act = F.relu if relu else (lambda t: t)
-    h = act(F.max_pool2d(net.conv1(x), 2))
-    h = act(F.max_pool2d(net.conv2(h), 2))
-    return net.fc(h.reshape(x.size(0), -1))
+    h = act(F.max_pool2d(F.conv2d(x, w["conv1.weight"], w["conv1.bias"]), 2))
+    h = act(F.max_pool2d(F.conv2d(h, w["conv2.weight"], w["conv2.bias"]), 2))
+    return F.linear(h.reshape(x.size(0), -1), w["fc.weight"], w["fc.bias"])
 
 
 @pytest.mark.task("ch10.model")
@@ -134,19 +133,18 @@ def test_cnn_matches_the_lecture(impl):
                                  "before flattening with x.view(batch_size, -1)") from None
         raise
     assert out.shape == (4, 10), f"CnnNet maps [4, 1, 28, 28] to {list(out.shape)}, expected [4, 10]"
+    w = net.state_dict()
     hint = None
-    if torch.allclose(out, _cnn_reference(net, x, relu=False), atol=1e-5):
+    if torch.allclose(out, _cnn_reference(w, x, relu=False), atol=1e-5):
         hint = "the ReLUs are missing: apply F.relu after each pooling"
-    with torch.no_grad():
-        want = _cnn_reference(net, x)
-    assert_close(out.detach(), want, "CnnNet's logits", atol=1e-5, hint=hint)
+    assert_close(out.detach(), _cnn_reference(w, x), "CnnNet's logits", atol=1e-5, hint=hint)
 
 
 @pytest.mark.task("ch10.model")
 @pytest.mark.points(1)
-def test_cnn_gradients_reach_every_layer(impl):
+def test_cnn_gradients_reach_every_layer(impl, probes):
     net = impl.CnnNet()
-    net(torch.randn(2, 1, 28, 28)).sum().backward()
+    probes.backward(net, torch.randn(2, 1, 28, 28))
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, \
             f"no gradient reached {name}: forward must use every layer (and not detach)"
@@ -161,130 +159,33 @@ def _mnist(datasets_dir, split):
 
 @pytest.mark.task("ch10.model")
 @pytest.mark.points(3)
-def test_cnn_learns_the_mnist_subset(impl, datasets_dir):
+def test_cnn_learns_the_mnist_subset(probes, student, datasets_dir):
     x_train, y_train = _mnist(datasets_dir, "train")
     x_test, y_test = _mnist(datasets_dir, "test")
-    torch.manual_seed(0)
-    net = impl.CnnNet()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    order = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        perm = torch.randperm(len(x_train), generator=order)
-        for i in range(0, len(x_train), 64):
-            idx = perm[i:i + 64]
-            loss = F.cross_entropy(net(x_train[idx]), y_train[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    with torch.no_grad():
-        accuracy = (net(x_test).argmax(dim=1) == y_test).float().mean().item()
+    student.seed(0)  # the new CnnNet's initial weights
+    logits = probes.train_and_predict(x_train, y_train, x_test, epochs=2, batch_size=64, lr=0.05,
+                                      momentum=0.9, order_seed=0)
+    accuracy = (logits.argmax(dim=1) == y_test).float().mean().item()
     assert accuracy >= 0.90, \
         f"CnnNet reached {accuracy:.3f} test accuracy after 2 epochs on the MNIST subset, expected at " \
         "least 0.90: check forward (conv, pool, ReLU twice, then fc)"
 
 
-# --------------------------------------------------------------------------- ch10.device: probes
+# --------------------------------------------------------------------------- ch10.device
 
-class _Labels(torch.Tensor):
-    """Integer labels that refuse to meet a tensor on another device.
-
-    On the meta device, reading a value (`.item()`, `int()`, `.tolist()`) gives 0, so the
-    bookkeeping of a training or evaluation loop runs; the placement is what is checked.
-    """
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        with torch._C.DisableTorchFunctionSubclass():
-            if func in (torch.Tensor.item, torch.Tensor.__int__, torch.Tensor.__index__,
-                        torch.Tensor.__float__, torch.Tensor.tolist) and args[0].device.type == "meta":
-                if func is torch.Tensor.tolist:
-                    return torch.zeros(args[0].shape, dtype=torch.long).tolist()
-                return 0.0 if func is torch.Tensor.__float__ else 0
-            mine, others = set(), set()
-
-            def visit(a):
-                if isinstance(a, torch.Tensor):
-                    if a.dim() > 0:
-                        (mine if isinstance(a, _Labels) else others).add(a.device.type)
-                elif isinstance(a, (list, tuple)):
-                    for b in a:
-                        visit(b)
-
-            visit(args)
-            visit(list(kwargs.values()))
-        if mine and others and mine != others:
-            raise AssertionError(f"the targets are still on {'/'.join(sorted(mine))} while the model's outputs "
-                                 f"are on {'/'.join(sorted(others))}: move the labels with .to(device) too")
-        return super().__torch_function__(func, types, args, kwargs)
+_MISPLACED = {
+    "labels": "the targets are still on {found} while the model's outputs are on {want}: move the labels "
+              "with .to(device) too",
+    "targets": "the targets are still on {found}: move the labels with .to(device) too (to {want})",
+    "model": "the model is still on {found}: call model.to(device) to move it to {want}",
+    "inputs": "the inputs are still on {found}: move them with .to(device) (to {want}) before the forward pass",
+}
 
 
-class _ProbeNet(nn.Module):
-    """A tiny classifier that names the tensor that is not on the expected device."""
-
-    def __init__(self, want: torch.device) -> None:
-        super().__init__()
-        self.linear = nn.Linear(4, 3)
-        self.want = want
-        self.calls = []  # (training, grad enabled) of every forward
-
-    def forward(self, x):
-        if self.linear.weight.device != self.want:
-            raise AssertionError(f"the model is still on {self.linear.weight.device.type}: "
-                                 f"call model.to(device) to move it to {self.want.type}")
-        if x.device != self.want:
-            raise AssertionError(f"the inputs are still on {x.device.type}: move them with .to(device) "
-                                 f"(to {self.want.type}) before the forward pass")
-        self.calls.append((self.training, torch.is_grad_enabled()))
-        return self.linear(x)
-
-
-class _ProbeLoss(nn.Module):
-    def __init__(self, want: torch.device) -> None:
-        super().__init__()
-        self.want = want
-
-    def forward(self, outputs, targets):
-        if targets.device != self.want:
-            raise AssertionError(f"the targets are still on {targets.device.type}: move the labels "
-                                 f"with .to(device) too (to {self.want.type})")
-        return F.cross_entropy(outputs, targets)
-
-
-class _ProbeOptimizer:
-    """Stands in for an optimizer, which the meta device cannot run: counts zero_grad/step."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.steps = 0
-        self.zeroed = 0
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.zeroed += 1
-        self.model.zero_grad(set_to_none=set_to_none)
-
-    def step(self, closure=None) -> None:
-        self.steps += 1
-
-
-class _Batches:
-    """A loader: a fixed list of (inputs, labels) batches on the CPU, with a dataset length."""
-
-    def __init__(self, batches) -> None:
-        self.batches = batches
-        self.dataset = list(range(sum(len(y) for _, y in batches)))
-        self.batch_size = len(batches[0][1])
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-def _probe_batches(n_batches=3, batch_size=5):
-    return _Batches([(torch.randn(batch_size, 4), torch.randint(0, 3, (batch_size,)).as_subclass(_Labels))
-                     for _ in range(n_batches)])
+def _check_placement(seen):
+    wrong = seen["misplaced"]
+    if wrong is not None:
+        raise AssertionError(_MISPLACED[wrong["what"]].format(found=wrong["found"], want=wrong["want"]))
 
 
 def _explain_meta_error(exc: Exception, what: str) -> AssertionError:
@@ -296,17 +197,13 @@ def _explain_meta_error(exc: Exception, what: str) -> AssertionError:
     return AssertionError(f"{what} failed on the meta device: {type(exc).__name__}: {text.splitlines()[0]}")
 
 
-# --------------------------------------------------------------------------- ch10.device
-
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(2)
-def test_get_device_follows_cuda_availability(impl, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    device = impl.get_device()
+def test_get_device_follows_cuda_availability(probes):
+    device = probes.get_device_when_cuda(False)
     assert isinstance(device, torch.device) and device.type == "cpu", \
         f"without CUDA get_device() returned {device!r}, expected torch.device('cpu')"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    device = impl.get_device()
+    device = probes.get_device_when_cuda(True)
     assert isinstance(device, torch.device) and device.type == "cuda", \
         f"with CUDA available get_device() returned {device!r}, expected torch.device('cuda'): " \
         "ask torch.cuda.is_available() each call"
@@ -314,39 +211,37 @@ def test_get_device_follows_cuda_availability(impl, monkeypatch):
 
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(3)
-def test_train_epoch_moves_model_inputs_and_targets(impl):
-    model = _ProbeNet(META)  # built on the CPU: train_epoch must move it
-    loader = _probe_batches()
-    optimizer = _ProbeOptimizer(model)
-    try:
-        impl.train_epoch(model, loader, optimizer, _ProbeLoss(META), META)
+def test_train_epoch_moves_model_inputs_and_targets(probes):
+    try:  # the probe model is built on the CPU: train_epoch must move it
+        seen = probes.train_epoch_placement(META, n_batches=3, batch_size=5)
     except AssertionError:
         raise
     except (RuntimeError, NotImplementedError) as exc:
         if isinstance(exc, NotImplementedError) and "ch10." in str(exc):
             raise
         raise _explain_meta_error(exc, "train_epoch") from None
-    assert len(model.calls) == 3, f"train_epoch ran the model {len(model.calls)} times for 3 batches"
-    assert optimizer.steps == 3, f"train_epoch called optimizer.step() {optimizer.steps} times for 3 batches"
-    assert all(p.device == META for p in model.parameters()), \
+    _check_placement(seen)
+    assert seen["forward_calls"] == 3, f"train_epoch ran the model {seen['forward_calls']} times for 3 batches"
+    assert seen["steps"] == 3, f"train_epoch called optimizer.step() {seen['steps']} times for 3 batches"
+    assert all(d == META.type for d in seen["parameter_devices"]), \
         "after train_epoch the model is not on the device: call model.to(device)"
 
 
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(3)
-def test_evaluate_moves_model_inputs_and_targets(impl):
-    model = _ProbeNet(META)
-    loader = _probe_batches()
+def test_evaluate_moves_model_inputs_and_targets(probes):
     try:
-        accuracy = impl.evaluate(model, loader, META)
+        seen = probes.evaluate_placement(META, n_batches=3, batch_size=5)
     except AssertionError:
         raise
     except (RuntimeError, NotImplementedError) as exc:
         if isinstance(exc, NotImplementedError) and "ch10." in str(exc):
             raise
         raise _explain_meta_error(exc, "evaluate") from None
-    assert len(model.calls) == 3, f"evaluate ran the model {len(model.calls)} times for 3 batches"
-    assert isinstance(accuracy, float), f"evaluate returned {type(accuracy).__name__}, expected a float"
+    _check_placement(seen)
+    assert seen["forward_calls"] == 3, f"evaluate ran the model {seen['forward_calls']} times for 3 batches"
+    accuracy = seen["result"]
+    assert isinstance(accuracy, float), f"evaluate returned {type_name(accuracy)}, expected a float"
 
 
 def _tiny_problem():
@@ -372,22 +267,23 @@ def _reference_epoch(state, loader, *, zero_grad=True):
 
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(3)
-def test_train_epoch_matches_the_lecture_loop(impl):
+def test_train_epoch_matches_the_lecture_loop(probes):
     x, y, loader = _tiny_problem()
     model = nn.Linear(4, 3)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    got = impl.train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), torch.device("cpu"))
+    run = probes.train_epoch_result(model, loader, optimizer, nn.CrossEntropyLoss(), torch.device("cpu"))
+    got, weight = run["loss"], run["state"]["weight"]
     losses, ref = _reference_epoch(state, loader)
     want = sum(losses) / len(losses)
-    if not torch.allclose(model.weight, ref.weight, atol=1e-5):
+    if not torch.allclose(weight, ref.weight, atol=1e-5):
         _, piled = _reference_epoch(state, loader, zero_grad=False)
-        if torch.allclose(model.weight, piled.weight, atol=1e-5):
+        if torch.allclose(weight, piled.weight, atol=1e-5):
             raise AssertionError("the gradients pile up across batches: call optimizer.zero_grad() "
                                  "for every batch, before loss.backward()")
-        assert_close(model.weight.detach(), ref.weight.detach(), "the weights after one epoch", atol=1e-5,
+        assert_close(weight.detach(), ref.weight.detach(), "the weights after one epoch", atol=1e-5,
                      hint="one step per batch: forward, loss, zero_grad, backward, step")
-    assert isinstance(got, float), f"train_epoch returned {type(got).__name__}, expected a Python float"
+    assert isinstance(got, float), f"train_epoch returned {type_name(got)}, expected a Python float"
     sizes = [len(y) for _, y in loader]
     weighted = sum(l * n for l, n in zip(losses, sizes)) / sum(sizes)
     for value, mistake in [(sum(losses), "the sum of the batch losses; return their mean"),
@@ -402,13 +298,11 @@ def test_train_epoch_matches_the_lecture_loop(impl):
 
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(1)
-def test_train_epoch_sets_training_mode(impl):
-    model = _ProbeNet(torch.device("cpu"))
-    model.eval()  # as evaluate leaves it
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    loader = DataLoader(TensorDataset(torch.randn(10, 4), torch.randint(0, 3, (10,))), batch_size=5)
-    impl.train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), torch.device("cpu"))
-    assert model.calls and all(training for training, _ in model.calls), \
+def test_train_epoch_sets_training_mode(probes):
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    # the probe model starts in evaluation mode, as evaluate leaves it
+    calls = probes.forward_modes("train_epoch", x, y, batch_size=5, training=False, lr=0.1)
+    assert calls and all(training for training, _ in calls), \
         "train_epoch ran the model in evaluation mode: call model.train() first (evaluate switches it off)"
 
 
@@ -431,14 +325,13 @@ def test_evaluate_counts_correct_predictions(impl):
 
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(2)
-def test_evaluate_uses_eval_mode_and_no_grad(impl):
-    model = _ProbeNet(torch.device("cpu"))
-    loader = DataLoader(TensorDataset(torch.randn(10, 4), torch.randint(0, 3, (10,))), batch_size=5)
-    impl.evaluate(model, loader, torch.device("cpu"))
-    assert model.calls, "evaluate never ran the model"
-    assert not any(grad for _, grad in model.calls), \
+def test_evaluate_uses_eval_mode_and_no_grad(probes):
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    calls = probes.forward_modes("evaluate", x, y, batch_size=5, training=True)
+    assert calls, "evaluate never ran the model"
+    assert not any(grad for _, grad in calls), \
         "evaluate ran the model with gradient tracking on: wrap the loop in torch.no_grad()"
-    assert not any(training for training, _ in model.calls), \
+    assert not any(training for training, _ in calls), \
         "evaluate left the model in training mode: call model.eval() first (dropout and batch norm " \
         "behave differently when testing)"
 
@@ -446,18 +339,19 @@ def test_evaluate_uses_eval_mode_and_no_grad(impl):
 @pytest.mark.gpu
 @pytest.mark.task("ch10.device")
 @pytest.mark.points(2)
-def test_train_and_evaluate_on_cuda(impl, device):
+def test_train_and_evaluate_on_cuda(probes, device):
     x, y, loader = _tiny_problem()
     model = nn.Linear(4, 3)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    got = impl.train_epoch(model, loader, optimizer, nn.CrossEntropyLoss(), device)
-    assert model.weight.device.type == device.type, f"train_epoch left the model on {model.weight.device}"
+    run = probes.train_epoch_result(model, loader, optimizer, nn.CrossEntropyLoss(), device, evaluate=True)
+    got, weight = run["loss"], run["state"]["weight"]
+    assert weight.device.type == device.type, f"train_epoch left the model on {weight.device}"
     losses, ref = _reference_epoch(state, loader)
     assert abs(got - sum(losses) / len(losses)) < 1e-4, "train_epoch's mean loss on the GPU differs from the CPU's"
-    assert_close(model.weight.detach().cpu(), ref.weight.detach(), "the weights after one epoch on the GPU",
+    assert_close(weight.detach().cpu(), ref.weight.detach(), "the weights after one epoch on the GPU",
                  atol=1e-4)
-    accuracy = impl.evaluate(model, loader, device)
+    accuracy = run["accuracy"]
     with torch.no_grad():
         want = (ref(x).argmax(dim=1) == y).float().mean().item()
     assert abs(accuracy - want) < 1e-6, f"evaluate on the GPU returned {accuracy:.4f}, expected {want:.4f}"

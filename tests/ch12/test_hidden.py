@@ -63,9 +63,16 @@ def test_rnn_cell_step_equals_rnncell_rectangular(impl):
 
 @pytest.mark.task("ch12.cell")
 @pytest.mark.points(2)
-def test_rnn_cell_step_gradients(impl):
+def test_rnn_cell_step_gradients(impl, probes):
     _, args, _ = _cell_args(2, 3, 2)
-    check_gradients(lambda *a: impl.rnn_cell_step(*a).sum(), [a.double() for a in args],
+    inputs = [a.double() for a in args]
+    # autograd's gradients of rnn_cell_step(*inputs).sum() for every input, taken beside your code
+    backward = probes.gradients("rnn_cell_step", inputs, list(range(6)))
+    if not backward["requires_grad"]:
+        raise AssertionError("the result does not depend on the inputs through autograd "
+                             "(was the graph cut with .item(), .detach() or .data?)")
+    analytic = [torch.zeros_like(a) if g is None else g for g, a in zip(backward["grads"], inputs)]
+    check_gradients(lambda *a: impl.rnn_cell_step(*a).sum(), inputs, analytic=analytic,
                     names=["x", "h", "w_ih", "w_hh", "b_ih", "b_hh"],
                     hint="use differentiable tensor operations only (no .item(), .data or numpy)")
 
@@ -108,10 +115,12 @@ def _unrolled(cell, inputs, hidden, carry=True):
 
 @pytest.mark.task("ch12.unroll")
 @pytest.mark.points(3)
-def test_run_cell_matches_the_unrolled_loop(impl):
+def test_run_cell_matches_the_unrolled_loop(probes):
     cell = nn.RNNCell(3, 5)
     inputs, h0 = torch.randn(6, 2, 3), torch.randn(2, 5, requires_grad=True)
-    got = impl.run_cell(cell, inputs, h0)
+    # run_cell(cell, inputs, h0) and the gradient of its sum for h0, taken beside your code
+    backward = probes.gradients("run_cell", [cell, inputs, h0], [2])
+    got = backward["output"]
     if tuple(got.shape) == (2, 5):
         raise AssertionError("run_cell returned only the last hidden state [B, H]: collect every step's "
                              "state and torch.stack them into [T, B, H]")
@@ -126,21 +135,16 @@ def test_run_cell_matches_the_unrolled_loop(impl):
                                  "initial state; assign the cell's result to the hidden state you pass next")
     assert_close(got.detach(), want, "run_cell's hidden states", atol=1e-6,
                  hint="step t uses inputs[t] and the hidden state from step t - 1")
-    got.sum().backward()
-    assert h0.grad is not None and h0.grad.abs().sum() > 0, \
+    h0_grad = backward["grads"][0] if backward["requires_grad"] else None
+    assert h0_grad is not None and h0_grad.abs().sum() > 0, \
         "no gradient reaches the initial hidden state: do not detach the hidden state between steps"
 
 
 @pytest.mark.task("ch12.unroll")
 @pytest.mark.points(1)
-def test_run_cell_works_with_any_cell(impl):
-    calls = []
-
-    def counter(x, h):
-        calls.append(float(h[0, 0]))
-        return h + x.sum(dim=1, keepdim=True)
-
-    out = impl.run_cell(counter, torch.ones(4, 1, 2), torch.zeros(1, 3))
+def test_run_cell_works_with_any_cell(probes):
+    # run_cell with a plain function h + x.sum(dim=1, keepdim=True) as the cell, recording h[0, 0]
+    out, calls = probes.run_counting_cell(torch.ones(4, 1, 2), torch.zeros(1, 3))
     assert len(calls) == 4, f"run_cell called the cell {len(calls)} times for a sequence of 4 steps"
     assert out.shape == (4, 1, 3), \
         f"run_cell returned shape {list(out.shape)} for 4 steps of batch 1 and hidden size 3, expected [4, 1, 3]"
@@ -177,8 +181,10 @@ def _reference_hello(state, epochs, *, zero_grad=True, last_only=False):
 @pytest.mark.points(1)
 def test_hello_rnn_forward_is_one_cell_step(impl):
     model = impl.HelloRNN()
+    cell = nn.RNNCell(4, 4)
+    cell.load_state_dict(model.rnncell.state_dict())  # the same weights as the model's cell
     x, h = torch.eye(4)[[2]], torch.randn(1, 4)
-    assert_close(model(x, h).detach(), model.rnncell(x, h).detach(), "HelloRNN(x, hidden)",
+    assert_close(model(x, h).detach(), cell(x, h).detach(), "HelloRNN(x, hidden)",
                  hint="return self.rnncell(x, hidden)")
 
 
@@ -197,16 +203,17 @@ def test_train_hello_matches_the_lecture_loop(impl):
                                  "hidden = model.init_hidden() and a fresh loss = 0") from None
         raise
     ref, want = _reference_hello(state, 4)
-    if not torch.allclose(model.rnncell.weight_hh, ref.weight_hh, atol=1e-4):
+    trained = model.rnncell.state_dict()
+    if not torch.allclose(trained["weight_hh"], ref.weight_hh, atol=1e-4):
         for kwargs, mistake in [
             (dict(zero_grad=False), "the gradients pile up across epochs: call optimizer.zero_grad() every epoch"),
             (dict(last_only=True), "only the last character's loss is used: add up (loss = loss + ...) the "
                                    "losses of all 5 steps before backward"),
         ]:
             wrong, _ = _reference_hello(state, 4, **kwargs)
-            if torch.allclose(model.rnncell.weight_hh, wrong.weight_hh, atol=1e-4):
+            if torch.allclose(trained["weight_hh"], wrong.weight_hh, atol=1e-4):
                 raise AssertionError(f"train_hello's updates follow a known mistake: {mistake}")
-        assert_close(model.rnncell.weight_hh.detach(), ref.weight_hh.detach(),
+        assert_close(trained["weight_hh"], ref.weight_hh.detach(),
                      "the RNNCell's weight_hh after 4 epochs", atol=1e-4,
                      hint="Adam(lr=0.1), CrossEntropyLoss summed over the 5 steps, one step per epoch")
     assert got == want, f"train_hello returned {got!r}; during the last epoch the model predicted {want!r}"
@@ -221,10 +228,23 @@ def test_train_hello_learns_ohlol(impl):
 
 # --------------------------------------------------------------------------- ch12.embedding
 
-def _embedding_reference(model, x):
-    h0 = torch.zeros(2, x.size(0), 8)
-    out, _ = model.rnn(model.emb(x), h0)
-    return model.fc(out)  # [B, T, C]
+class _EmbeddingReference(nn.Module):
+    """The lecture's EmbeddingRNN, to load a student's weights into."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(4, 10)
+        self.rnn = nn.RNN(input_size=10, hidden_size=8, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(8, 4)
+
+
+def _embedding_reference(weights, x):
+    ref = _EmbeddingReference()
+    ref.load_state_dict(weights)
+    with torch.no_grad():
+        h0 = torch.zeros(2, x.size(0), 8)
+        out, _ = ref.rnn(ref.emb(x), h0)
+        return ref.fc(out)  # [B, T, C]
 
 
 @pytest.mark.task("ch12.embedding")
@@ -233,8 +253,7 @@ def test_embedding_rnn_matches_the_lecture(impl):
     model = impl.EmbeddingRNN()
     x = torch.tensor([[1, 0, 2, 2, 3], [3, 3, 0, 1, 2], [2, 1, 0, 3, 3]])
     got = model(x)
-    with torch.no_grad():
-        want = _embedding_reference(model, x)
+    want = _embedding_reference(model.state_dict(), x)
     if tuple(got.shape) == (3, 5, 4):
         raise AssertionError("EmbeddingRNN returned [B, T, 4]: flatten it to [B * T, 4] with "
                              "view(-1, num_class) for CrossEntropyLoss")
@@ -264,16 +283,10 @@ def test_embedding_rnn_hidden_state_on_the_input_device(impl):
 
 @pytest.mark.task("ch12.embedding")
 @pytest.mark.points(2)
-def test_embedding_rnn_learns_ohlol(impl):
-    torch.manual_seed(0)
-    model = impl.EmbeddingRNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+def test_embedding_rnn_learns_ohlol(probes, student):
     x, y = torch.tensor([HELLO_INPUT]), torch.tensor(HELLO_TARGET)
-    for _ in range(15):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        got = "".join(IDX2CHAR[i] for i in model(x).argmax(dim=1).tolist())
+    student.seed(0)
+    # a new EmbeddingRNN, 15 Adam(lr=0.05) steps of cross_entropy(model(x), y), then its scores for x
+    scores = probes.train_embedding_scores(x, y, 15, 0.05)
+    got = "".join(IDX2CHAR[i] for i in scores.argmax(dim=1).tolist())
     assert got == "ohlol", f"after 15 epochs of Adam(lr=0.05) EmbeddingRNN predicts {got!r}, expected 'ohlol'"

@@ -4,8 +4,10 @@ import gzip
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from grader.remote import is_instance, type_name
 from grader.testing import assert_close
 
 NAMES = ["Kowalczyk", "Li", "Rossi", "Schmidt", "Abe", "Rossa", "O'Neil", "van Dijk"]
@@ -110,17 +112,33 @@ def test_batch_accepts_a_list_of_labels(impl):
 
 # --------------------------------------------------------------------------- ch13.model
 
-def _reference_logits(model, name, *, last_layer=True):
+def _judge_layers(model):
+    """Copies of the student's layers in the test, built from its state_dict and the GRU's settings."""
+    w = model.state_dict()
+    g = model.gru
+    gru = nn.GRU(g.input_size, g.hidden_size, g.num_layers, bias=g.bias, batch_first=g.batch_first,
+                 bidirectional=g.bidirectional)
+    gru.load_state_dict({k[len("gru."):]: v for k, v in w.items() if k.startswith("gru.")})
+    return w, gru
+
+
+def _reference_logits(layers, name, *, last_layer=True):
     """The student's layers applied to one unpadded name (no packing needed), both concat orders."""
+    w, gru = layers
     codes = torch.tensor([_codes(name)])
-    emb = model.embedding(codes)
-    if not model.gru.batch_first:
+    emb = F.embedding(codes, w["embedding.weight"])
+    if not gru.batch_first:
         emb = emb.transpose(0, 1)
-    _, hidden = model.gru(emb)
-    if not model.gru.bidirectional:
-        return [model.fc(hidden[-1])]
+    with torch.no_grad():
+        _, hidden = gru(emb)
+
+    def fc(h):
+        return F.linear(h, w["fc.weight"], w.get("fc.bias"))
+
+    if not gru.bidirectional:
+        return [fc(hidden[-1])]
     a, b = (hidden[-1], hidden[-2]) if last_layer else (hidden[0], hidden[1])
-    return [model.fc(torch.cat([a, b], dim=1)), model.fc(torch.cat([b, a], dim=1))]
+    return [fc(torch.cat([a, b], dim=1)), fc(torch.cat([b, a], dim=1))]
 
 
 @pytest.mark.task("ch13.model")
@@ -130,10 +148,10 @@ def test_classifier_layers(impl):
     missing = [n for n in ("embedding", "gru", "fc") if not hasattr(model, n)]
     assert not missing, \
         f"RNNClassifier has no layer named {', '.join(missing)}: use the names given in the TODO"
-    assert isinstance(model.embedding, nn.Embedding) and tuple(model.embedding.weight.shape) == (128, 12), \
+    assert is_instance(model.embedding, nn.Embedding) and tuple(model.embedding.weight.shape) == (128, 12), \
         "embedding should be nn.Embedding(input_size, hidden_size) = nn.Embedding(128, 12)"
     gru = model.gru
-    assert isinstance(gru, nn.GRU), f"gru should be an nn.GRU, got {type(gru).__name__}"
+    assert is_instance(gru, nn.GRU), f"gru should be an nn.GRU, got {type_name(gru)}"
     assert (gru.input_size, gru.hidden_size, gru.num_layers, gru.bidirectional) == (12, 12, 2, True), \
         (f"gru is GRU({gru.input_size}, {gru.hidden_size}, num_layers={gru.num_layers}, "
          f"bidirectional={gru.bidirectional}), expected GRU(12, 12, num_layers=2, bidirectional=True)")
@@ -149,7 +167,6 @@ def test_classifier_layers(impl):
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(3)
 def test_padded_batch_equals_names_one_at_a_time(impl):
-    torch.manual_seed(0)
     model = impl.RNNClassifier(128, 16, 5, n_layers=2)
     seq, lengths, order = _pad_sorted(NAMES)
     batch = model(seq, lengths)
@@ -163,44 +180,40 @@ def test_padded_batch_equals_names_one_at_a_time(impl):
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(3)
 def test_uses_both_directions_of_the_last_layer(impl):
-    torch.manual_seed(0)
     model = impl.RNNClassifier(128, 10, 4, n_layers=2)
-    with torch.no_grad():
-        for name in ["Schmidt", "Abe"]:
-            got = model(torch.tensor([_codes(name)]), torch.tensor([len(name)]))
-            wants = _reference_logits(model, name)
-            if any(torch.allclose(got, w, atol=1e-5) for w in wants):
-                continue
-            first_layer = _reference_logits(model, name, last_layer=False)
-            if any(torch.allclose(got, w, atol=1e-5) for w in first_layer):
-                raise AssertionError("forward uses hidden[0] and hidden[1], the FIRST layer's final states: "
-                                     "with n_layers=2 the last layer's two directions are hidden[-1] and "
-                                     "hidden[-2]")
-            assert_close(got, wants[0], f"the logits for {name!r}",
-                         hint="fc(torch.cat([hidden[-1], hidden[-2]], dim=1)) with hidden the GRU's final "
-                              "hidden states (its second return value)")
+    layers = _judge_layers(model)
+    for name in ["Schmidt", "Abe"]:
+        got = model(torch.tensor([_codes(name)]), torch.tensor([len(name)]))
+        wants = _reference_logits(layers, name)
+        if any(torch.allclose(got, w, atol=1e-5) for w in wants):
+            continue
+        first_layer = _reference_logits(layers, name, last_layer=False)
+        if any(torch.allclose(got, w, atol=1e-5) for w in first_layer):
+            raise AssertionError("forward uses hidden[0] and hidden[1], the FIRST layer's final states: "
+                                 "with n_layers=2 the last layer's two directions are hidden[-1] and "
+                                 "hidden[-2]")
+        assert_close(got, wants[0], f"the logits for {name!r}",
+                     hint="fc(torch.cat([hidden[-1], hidden[-2]], dim=1)) with hidden the GRU's final "
+                          "hidden states (its second return value)")
 
 
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(1)
 def test_one_direction(impl):
-    torch.manual_seed(0)
     model = impl.RNNClassifier(128, 10, 4, n_layers=1, bidirectional=False)
-    with torch.no_grad():
-        got = model(torch.tensor([_codes("Nowak")]), torch.tensor([5]))
-        want = _reference_logits(model, "Nowak")[0]
+    got = model(torch.tensor([_codes("Nowak")]), torch.tensor([5]))
+    want = _reference_logits(_judge_layers(model), "Nowak")[0]
     assert_close(got, want, "the logits of a one-directional classifier",
                  hint="with bidirectional=False use hidden[-1] alone")
 
 
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(1)
-def test_gradients_reach_every_layer(impl):
-    torch.manual_seed(0)
+def test_gradients_reach_every_layer(impl, probes):
     model = impl.RNNClassifier(128, 8, 3, n_layers=2)
     seq, lengths, _ = _pad_sorted(NAMES)
-    model(seq, lengths).sum().backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    grads = probes.gradients(model, seq, lengths)  # model(seq, lengths).sum().backward(), then every .grad
+    dead = [n for n, g in grads.items() if g is None or not bool(g.abs().sum() > 0)]
     assert not dead, (f"no gradient reaches {dead[:3]}: every layer (embedding, both GRU directions of every "
                       "layer, fc) should take part in the output")
 
@@ -209,7 +222,6 @@ def test_gradients_reach_every_layer(impl):
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(1)
 def test_cuda_batch_with_lengths_on_the_gpu(impl):
-    torch.manual_seed(0)
     model = impl.RNNClassifier(128, 8, 3).cuda()
     seq, lengths, _ = _pad_sorted(NAMES)
     out = model(seq.cuda(), lengths.cuda())
@@ -222,7 +234,9 @@ def test_cuda_batch_with_lengths_on_the_gpu(impl):
 # --------------------------------------------------------------------------- ch13.train
 
 class _MeanOfEmbeddings(nn.Module):
-    """A small deterministic stand-in for RNNClassifier: mean of the embedded codes, then Linear."""
+    """A small deterministic stand-in for RNNClassifier: mean of the embedded codes, then Linear.
+    The test's reference; the student's train_epoch gets the same model from probes.py
+    ("mean_of_embeddings"), started from this one's weights."""
 
     def __init__(self, n_classes=3):
         super().__init__()
@@ -253,74 +267,53 @@ def _reference_epoch(names, labels, batch_size, *, zero_grad=True):
     return model, losses
 
 
+def _same_weights(state, model):
+    want = model.state_dict()
+    return set(state) == set(want) and all(torch.allclose(state[k], want[k], atol=1e-5) for k in want)
+
+
 @pytest.mark.task("ch13.train")
 @pytest.mark.points(3)
-def test_train_epoch_matches_the_loop(impl):
+def test_train_epoch_matches_the_loop(probes):
     names = NAMES + ["Nowak", "Dubois"]
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    model = _MeanOfEmbeddings()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
-    got = impl.train_epoch(model, names, labels, optimizer, nn.CrossEntropyLoss(), batch_size=4)
+    run = probes.train_epoch("mean_of_embeddings", names, labels, torch.optim.SGD, {"lr": 0.5, "momentum": 0.9},
+                             state=_MeanOfEmbeddings().state_dict(), batch_size=4)
+    got = run["loss"]
     reference, losses = _reference_epoch(names, labels, 4)
-    same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(model.parameters(), reference.parameters()))
+    same = _same_weights(run["state"], reference)
     if not same:
         wrong, _ = _reference_epoch(names, labels, 4, zero_grad=False)
-        if all(torch.allclose(a, b, atol=1e-5) for a, b in zip(model.parameters(), wrong.parameters())):
+        if _same_weights(run["state"], wrong):
             raise AssertionError("the gradients pile up across batches: call optimizer.zero_grad() "
                                  "for every batch, before loss.backward()")
     assert same, ("after one epoch the weights differ from the loop over names[0:4], names[4:8], "
                   "names[8:10]: make_batch, forward, loss against the labels make_batch returned, "
                   "zero_grad, backward, step")
-    assert isinstance(got, float), f"train_epoch returned {type(got).__name__}, expected a Python float"
+    assert isinstance(got, float), f"train_epoch returned {type_name(got)}, expected a Python float"
     assert_close(got, sum(losses) / len(losses), "train_epoch's return value (the mean of the batch losses)",
                  rtol=1e-4)
 
 
-class _Spy(_MeanOfEmbeddings):
-    def __init__(self):
-        super().__init__()
-        self.sizes, self.grad_enabled, self.training_seen = [], [], []
-
-    def forward(self, seq, lengths):
-        self.sizes.append(seq.shape[0])
-        self.grad_enabled.append(torch.is_grad_enabled())
-        self.training_seen.append(self.training)
-        return super().forward(seq, lengths)
-
-
 @pytest.mark.task("ch13.train")
 @pytest.mark.points(1)
-def test_train_epoch_batches_and_mode(impl):
-    model = _Spy()
-    model.eval()
-    impl.train_epoch(model, NAMES + ["Nowak", "Dubois"], [0] * 10,
-                     torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), batch_size=4)
-    assert model.sizes == [4, 4, 2], \
-        f"with 10 names and batch_size=4 the model saw batches of {model.sizes}, expected [4, 4, 2]"
-    assert all(model.training_seen), "train_epoch should put the model in training mode: model.train()"
-
-
-class _FirstLetter(nn.Module):
-    """Predicts class (first code % 3), so the right accuracy is known in advance."""
-
-    def __init__(self):
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-        self.grad_enabled, self.training_seen = [], []
-
-    def forward(self, seq, lengths):
-        self.grad_enabled.append(torch.is_grad_enabled())
-        self.training_seen.append(self.training)
-        return nn.functional.one_hot(seq[:, 0] % 3, 3).float() + self.dummy
+def test_train_epoch_batches_and_mode(probes):
+    # the stand-in in eval mode, recording the batch size and training mode of every call
+    run = probes.train_epoch("mean_of_embeddings", NAMES + ["Nowak", "Dubois"], [0] * 10, torch.optim.SGD,
+                             {"lr": 0.1}, eval_mode_before=True, batch_size=4)
+    assert run["sizes"] == [4, 4, 2], \
+        f"with 10 names and batch_size=4 the model saw batches of {run['sizes']}, expected [4, 4, 2]"
+    assert all(run["training"]), "train_epoch should put the model in training mode: model.train()"
 
 
 @pytest.mark.task("ch13.train")
 @pytest.mark.points(3)
-def test_evaluate_compares_with_the_sorted_labels(impl):
+def test_evaluate_compares_with_the_sorted_labels(probes):
+    # "first_letter" (probes.py) predicts class (first code % 3), so the right accuracy is known in advance
     names = ["Ab", "Bcdef", "Cde", "Dcdefgh", "Efgh"]  # first letters' codes % 3: 2, 0, 1, 2, 0
     labels = torch.tensor([2, 0, 1, 2, 0])
     for kwargs in ({}, {"batch_size": 2}):
-        acc = impl.evaluate(_FirstLetter(), names, labels, **kwargs)
+        acc = probes.evaluate("first_letter", names, labels, **kwargs)["accuracy"]
         if abs(acc - 1.0) > 1e-9 and abs(acc - (0.4 if not kwargs else 0.2)) < 1e-9:
             raise AssertionError("evaluate compared the predictions with the labels in the original "
                                  "order, but make_batch sorted the names: compare with the labels "
@@ -329,18 +322,17 @@ def test_evaluate_compares_with_the_sorted_labels(impl):
             (f"evaluate{'(batch_size=2)' if kwargs else ''} returned {acc!r} for a model that is "
              "always right, expected 1.0")
     half = torch.tensor([2, 1, 1, 0, 0])  # rows 1 and 3 wrong
-    acc = impl.evaluate(_FirstLetter(), names, half)
+    acc = probes.evaluate("first_letter", names, half)["accuracy"]
     assert abs(acc - 0.6) < 1e-9, f"evaluate returned {acc!r} with 3 of 5 names right, expected 0.6"
 
 
 @pytest.mark.task("ch13.train")
 @pytest.mark.points(1)
-def test_evaluate_uses_eval_mode_and_no_grad(impl):
-    model = _FirstLetter()
-    impl.evaluate(model, ["Ab", "Bcdef"], [2, 0])
-    assert model.grad_enabled and not any(model.grad_enabled), \
+def test_evaluate_uses_eval_mode_and_no_grad(probes):
+    seen = probes.evaluate("first_letter", ["Ab", "Bcdef"], [2, 0])
+    assert seen["grad_enabled"] and not any(seen["grad_enabled"]), \
         "evaluate ran the model with gradient tracking on: wrap the loop in `with torch.no_grad():`"
-    assert not any(model.training_seen), "evaluate should put the model in eval mode: model.eval()"
+    assert not any(seen["training"]), "evaluate should put the model in eval mode: model.eval()"
 
 
 def _read(path, languages=None):
@@ -352,18 +344,19 @@ def _read(path, languages=None):
 
 @pytest.mark.task("ch13.train")
 @pytest.mark.points(4)
-def test_classifier_learns_the_languages(impl, datasets_dir):
+def test_classifier_learns_the_languages(impl, probes, datasets_dir):
     train_names, train_labels, languages = _read(datasets_dir / "names_train.csv.gz")
     test_names, test_labels, _ = _read(datasets_dir / "names_test.csv.gz", languages)
     majority = test_labels.bincount().max().item() / len(test_labels)
-    torch.manual_seed(0)
     model = impl.RNNClassifier(128, 48, len(languages), n_layers=1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     shuffle = torch.Generator().manual_seed(0)
+    epochs = []
     for _ in range(3):
         order = torch.randperm(len(train_names), generator=shuffle)
-        impl.train_epoch(model, [train_names[i] for i in order], train_labels[order], optimizer,
-                         nn.CrossEntropyLoss(), batch_size=128)
+        epochs.append(([train_names[i] for i in order], train_labels[order]))
+    # one Adam(model.parameters(), lr=0.005), then train_epoch(..., nn.CrossEntropyLoss(), batch_size=128)
+    # over each epoch's shuffled names
+    probes.train_epochs(model, epochs, torch.optim.Adam, {"lr": 0.005}, batch_size=128)
     acc = impl.evaluate(model, test_names, test_labels)
     assert acc >= 0.60, (f"after 3 epochs the classifier gets {acc:.1%} of the test names right (always "
                          f"guessing the commonest language: {majority:.1%}); a correct one reaches 60%")

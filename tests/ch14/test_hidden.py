@@ -1,4 +1,5 @@
 """Chapter 14, hidden tests: values, the training wiring, checkpoints, hooks, inference mode."""
+import io
 import pickle
 
 import pytest
@@ -6,20 +7,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grader.remote import is_instance, type_name
 from grader.testing import assert_close
 
 
 # --------------------------------------------------------------------------- ch14.model
 
-def _lenet_reference(m, x, *, relu_convs=True, relu_fcs=True, relu_out=False, softmax=False):
-    """LeNet's forward computed from the student's own layers, and the usual slips."""
+def _lenet_reference(w, x, *, relu_convs=True, relu_fcs=True, relu_out=False, softmax=False):
+    """LeNet's forward computed from the student's own weights (its state_dict), and the usual slips."""
+
+    def layer(name, t):
+        op = F.conv2d if name.startswith("conv") else F.linear
+        return op(t, w[f"{name}.weight"], w.get(f"{name}.bias"))
+
     act = torch.relu if relu_convs else (lambda t: t)
-    x = F.max_pool2d(act(m.conv1(x)), 2)
-    x = F.max_pool2d(act(m.conv2(x)), 2)
+    x = F.max_pool2d(act(layer("conv1", x)), 2)
+    x = F.max_pool2d(act(layer("conv2", x)), 2)
     x = x.flatten(1)
     act = torch.relu if relu_fcs else (lambda t: t)
-    x = act(m.fc2(act(m.fc1(x))))
-    x = m.fc3(x)
+    x = act(layer("fc2", act(layer("fc1", x))))
+    x = layer("fc3", x)
     if relu_out:
         x = torch.relu(x)
     if softmax:
@@ -35,7 +42,7 @@ def test_lenet_layers(impl):
     assert not missing, f"LeNet has no layer named {', '.join(missing)}: use the names given in the TODO"
     for name, cls, want in [("conv1", nn.Conv2d, (3, 6, (5, 5))), ("conv2", nn.Conv2d, (6, 16, (5, 5)))]:
         layer = getattr(model, name)
-        assert isinstance(layer, cls), f"LeNet.{name} should be an nn.Conv2d, got {type(layer).__name__}"
+        assert is_instance(layer, cls), f"LeNet.{name} should be an nn.Conv2d, got {type_name(layer)}"
         got = (layer.in_channels, layer.out_channels, layer.kernel_size)
         assert got == want, f"LeNet.{name} is Conv2d{got}, expected Conv2d{want}"
     assert model.fc1.in_features == 400, \
@@ -52,10 +59,11 @@ def test_lenet_layers(impl):
 def test_lenet_forward_values(impl):
     torch.manual_seed(0)
     model = impl.LeNet()
+    w = model.state_dict()
     x = torch.randn(3, 3, 32, 32)
     got = model(x)
     with torch.no_grad():
-        if torch.allclose(got, _lenet_reference(model, x, softmax=True), atol=1e-6):
+        if torch.allclose(got, _lenet_reference(w, x, softmax=True), atol=1e-6):
             raise AssertionError("LeNet returns probabilities: return the logits of fc3 without softmax; "
                                  "nn.CrossEntropyLoss applies log-softmax itself")
         for kwargs, mistake in [
@@ -63,9 +71,9 @@ def test_lenet_forward_values(impl):
             (dict(relu_convs=False), "the ReLU after conv1/conv2 is missing: pool(relu(conv(x)))"),
             (dict(relu_fcs=False), "the ReLU after fc1/fc2 is missing"),
         ]:
-            if torch.allclose(got, _lenet_reference(model, x, **kwargs), atol=1e-6):
+            if torch.allclose(got, _lenet_reference(w, x, **kwargs), atol=1e-6):
                 raise AssertionError(f"LeNet's output follows a known mistake: {mistake}")
-        want = _lenet_reference(model, x)
+        want = _lenet_reference(w, x)
     assert_close(got, want, "LeNet's logits",
                  hint="pool(relu(conv1)), pool(relu(conv2)), flatten(1), relu(fc1), relu(fc2), fc3")
     assert got.requires_grad, "LeNet's output does not require grad: do not detach inside forward"
@@ -74,7 +82,7 @@ def test_lenet_forward_values(impl):
 @pytest.mark.task("ch14.model")
 @pytest.mark.points(1)
 def test_lenet_samples_are_independent(impl):
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # for x
     model = impl.LeNet()
     x = torch.randn(5, 3, 32, 32)
     batch = model(x)
@@ -102,31 +110,35 @@ def _small_net():
     return nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))
 
 
+def _weights_match(state, model, same):
+    want = model.state_dict()
+    return set(state) == set(want) and all(same(state[k], want[k]) for k in want)
+
+
 @pytest.mark.task("ch14.model")
 @pytest.mark.points(3)
-def test_train_epoch_matches_the_loop(impl):
+def test_train_epoch_matches_the_loop(probes):
     torch.manual_seed(0)
     batches = [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))) for _ in range(3)]
-    model = _small_net()
-    got = impl.train_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
-                           nn.CrossEntropyLoss())
+    # train_epoch(model, batches, SGD(model.parameters(), lr=0.1, momentum=0.9), nn.CrossEntropyLoss())
+    run = probes.train_epoch(_small_net(), batches, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9},
+                             nn.CrossEntropyLoss())
+    got, state = run["losses"][0], run["state"]
     reference = _small_net()
     losses = _reference_epoch(reference, batches, 0.1)
-    params_ok = all(torch.allclose(a, b, atol=1e-6)
-                    for a, b in zip(model.parameters(), reference.parameters()))
+    params_ok = _weights_match(state, reference, lambda a, b: torch.allclose(a, b, atol=1e-6))
     if not params_ok:
         wrong = _small_net()
         _reference_epoch(wrong, batches, 0.1, zero_grad=False)
-        if all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model.parameters(), wrong.parameters())):
+        if _weights_match(state, wrong, lambda a, b: torch.allclose(a, b, atol=1e-6)):
             raise AssertionError("the gradients pile up across batches: call optimizer.zero_grad() "
                                  "for every batch, before loss.backward()")
-        untouched = _small_net()
-        if all(torch.equal(a, b) for a, b in zip(model.parameters(), untouched.parameters())):
+        if _weights_match(state, _small_net(), torch.equal):
             raise AssertionError("train_epoch did not change the weights: call loss.backward() and "
                                  "optimizer.step() for every batch")
     assert params_ok, ("after one epoch the weights differ from the loop zero_grad -> forward -> loss -> "
                        "backward -> step, once per batch, in the loader's order")
-    assert isinstance(got, float), f"train_epoch returned {type(got).__name__}, expected a Python float"
+    assert isinstance(got, float), f"train_epoch returned {type_name(got)}, expected a Python float"
     mean = sum(losses) / len(losses)
     if abs(got - losses[-1]) < 1e-6 and abs(mean - losses[-1]) > 1e-4:
         raise AssertionError("train_epoch returned the last batch's loss: return the mean over the batches")
@@ -135,57 +147,39 @@ def test_train_epoch_matches_the_loop(impl):
 
 @pytest.mark.task("ch14.model")
 @pytest.mark.points(1)
-def test_train_epoch_switches_to_train_mode(impl):
+def test_train_epoch_switches_to_train_mode(probes):
     model = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(3 * 8 * 8, 10))
     model.eval()
-    impl.train_epoch(model, [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))],
-                     torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss())
-    assert model.training, ("train_epoch left the model in eval mode: call model.train() first, "
+    run = probes.train_epoch(model, [(torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,)))],
+                             torch.optim.SGD, {"lr": 0.1}, nn.CrossEntropyLoss())
+    assert run["training"], ("train_epoch left the model in eval mode: call model.train() first, "
                             "a model evaluated before (predict, accuracy) is still in eval mode")
-
-
-class _DeviceSpy(nn.Module):
-    """Records the device of its inputs; computes on the CPU so the loss stays real."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(10))
-        self.seen = []
-
-    def forward(self, x):
-        self.seen.append(x.device.type)
-        return self.w.expand(x.shape[0], 10)
 
 
 @pytest.mark.task("ch14.model")
 @pytest.mark.points(1)
-def test_train_epoch_moves_batches_to_device(impl):
-    model, labels_seen = _DeviceSpy(), []
-
-    def criterion(out, labels):
-        labels_seen.append(labels.device.type)
-        return (out ** 2).sum()
-
+def test_train_epoch_moves_batches_to_device(probes):
+    # a model and a criterion that record the devices they are given (probes.py)
     batches = [(torch.randn(2, 3, 8, 8), torch.tensor([1, 2])) for _ in range(2)]
-    impl.train_epoch(model, batches, torch.optim.SGD(model.parameters(), lr=0.1), criterion, device="meta")
-    assert model.seen == ["meta", "meta"], \
-        f"with device='meta' the model saw images on {model.seen}: move every batch with images.to(device)"
-    assert labels_seen == ["meta", "meta"], \
-        f"with device='meta' the loss saw labels on {labels_seen}: move the labels too, labels.to(device)"
+    seen = probes.train_epoch_devices(batches, "meta")
+    assert seen["images"] == ["meta", "meta"], \
+        f"with device='meta' the model saw images on {seen['images']}: move every batch with images.to(device)"
+    assert seen["labels"] == ["meta", "meta"], \
+        f"with device='meta' the loss saw labels on {seen['labels']}: move the labels too, labels.to(device)"
 
 
 @pytest.mark.task("ch14.model")
 @pytest.mark.points(3)
-def test_lenet_overfits_one_batch(impl):
+def test_lenet_overfits_one_batch(impl, probes):
     torch.manual_seed(0)
     images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
     model = impl.LeNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    criterion = nn.CrossEntropyLoss()
-    losses = [impl.train_epoch(model, [(images, labels)], optimizer, criterion) for _ in range(100)]
+    # one Adam(model.parameters(), lr=1e-3), then train_epoch(model, [(images, labels)], optimizer,
+    # nn.CrossEntropyLoss()) 100 times
+    losses = probes.train_epoch(model, [(images, labels)], torch.optim.Adam, {"lr": 1e-3}, nn.CrossEntropyLoss(),
+                                epochs=100)["losses"]
     assert losses[-1] < losses[0], "the loss did not decrease at all in 100 steps on one batch"
-    with torch.no_grad():
-        correct = int((model(images).argmax(1) == labels).sum())
+    correct = int((model(images).argmax(1) == labels).sum())
     assert losses[-1] < 0.05 and correct == 16, \
         (f"after 100 Adam steps on one batch of 16 images the loss is {losses[-1]:.3f} and {correct}/16 are "
          "right; a correctly wired LeNet memorises them (loss < 0.05, 16/16)")
@@ -206,14 +200,33 @@ def _adam_run(steps, seed=0):
     return model, optimizer, (x, y)
 
 
+def _sent(optimizer):
+    """An optimizer as the probes rebuild it around the model: (class, arguments, state)."""
+    return type(optimizer), {"lr": optimizer.param_groups[0]["lr"]}, optimizer.state_dict()
+
+
+def _save(probes, model, optimizer, epoch):
+    """save_checkpoint(path, model, optimizer, epoch): the bytes of the file written at path."""
+    data = probes.save_checkpoint(model, _sent(optimizer), epoch)
+    assert data is not None, "save_checkpoint(path, ...) did not write the file at path"
+    return data
+
+
+def _load_into(run, model, optimizer=None):
+    """What load_checkpoint did to the copies it got, applied to the test's own model and optimizer."""
+    model.load_state_dict(run["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(run["optimizer"])
+    return run["epoch"]
+
+
 @pytest.mark.task("ch14.checkpoint")
 @pytest.mark.points(2)
-def test_checkpoint_holds_state_dicts_not_modules(impl, tmp_path):
+def test_checkpoint_holds_state_dicts_not_modules(probes):
     model, optimizer, _ = _adam_run(2)
-    path = tmp_path / "ckpt.pth"
-    impl.save_checkpoint(path, model, optimizer, 2)
+    data = _save(probes, model, optimizer, 2)
     try:
-        saved = torch.load(path, weights_only=True)
+        saved = torch.load(io.BytesIO(data), weights_only=True)
     except pickle.UnpicklingError:
         raise AssertionError("the checkpoint cannot be loaded with weights_only=True: it holds pickled "
                              "objects; save model.state_dict() and optimizer.state_dict(), not the model or "
@@ -235,13 +248,14 @@ def test_checkpoint_holds_state_dicts_not_modules(impl, tmp_path):
 
 @pytest.mark.task("ch14.checkpoint")
 @pytest.mark.points(3)
-def test_round_trip_resumes_training_exactly(impl, tmp_path):
+def test_round_trip_resumes_training_exactly(probes):
     model, optimizer, (x, y) = _adam_run(3)
-    path = tmp_path / "ckpt.pth"
-    impl.save_checkpoint(path, model, optimizer, 7)
+    data = _save(probes, model, optimizer, 7)
 
     fresh_model, fresh_optimizer, _ = _adam_run(0, seed=5)
-    epoch = impl.load_checkpoint(path, fresh_model, fresh_optimizer)
+    # load_checkpoint(path, fresh_model, fresh_optimizer) on copies; then the same state here
+    epoch = _load_into(probes.load_checkpoint(data, fresh_model, _sent(fresh_optimizer)),
+                       fresh_model, fresh_optimizer)
     assert epoch == 7 and isinstance(epoch, int), \
         f"load_checkpoint returned {epoch!r}, expected the saved epoch 7"
     for (name, a), b in zip(model.state_dict().items(), fresh_model.state_dict().values()):
@@ -264,12 +278,11 @@ def test_round_trip_resumes_training_exactly(impl, tmp_path):
 
 @pytest.mark.task("ch14.checkpoint")
 @pytest.mark.points(1)
-def test_load_without_optimizer(impl, tmp_path):
+def test_load_without_optimizer(probes):
     model, optimizer, _ = _adam_run(1)
-    path = tmp_path / "ckpt.pth"
-    impl.save_checkpoint(path, model, optimizer, 4)
+    data = _save(probes, model, optimizer, 4)
     fresh, _, _ = _adam_run(0, seed=3)
-    epoch = impl.load_checkpoint(path, fresh)
+    epoch = _load_into(probes.load_checkpoint(data, fresh), fresh)  # load_checkpoint(path, fresh)
     assert epoch == 4, f"load_checkpoint(path, model) returned {epoch!r}, expected 4"
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values())), \
         "load_checkpoint(path, model) without an optimizer did not restore the model"
@@ -277,17 +290,11 @@ def test_load_without_optimizer(impl, tmp_path):
 
 @pytest.mark.task("ch14.checkpoint")
 @pytest.mark.points(1)
-def test_map_location_is_passed_to_torch_load(impl, tmp_path):
+def test_map_location_is_passed_to_torch_load(probes):
     model, optimizer, _ = _adam_run(1)
-    path = tmp_path / "ckpt.pth"
-    impl.save_checkpoint(path, model, optimizer, 1)
-    calls = []
-
-    def to_cpu(storage, location):
-        calls.append(location)
-        return storage
-
-    impl.load_checkpoint(path, _adam_run(0)[0], map_location=to_cpu)
+    data = _save(probes, model, optimizer, 1)
+    # load_checkpoint(path, model, map_location=a function that records its calls)
+    calls = probes.load_checkpoint(data, _adam_run(0)[0], record_map_location=True)["map_location_calls"]
     assert calls, ("map_location was ignored: pass it on, torch.load(path, map_location=map_location, ...), "
                    "so a checkpoint saved on a GPU loads on a CPU-only machine")
 
@@ -295,19 +302,19 @@ def test_map_location_is_passed_to_torch_load(impl, tmp_path):
 @pytest.mark.gpu
 @pytest.mark.task("ch14.checkpoint")
 @pytest.mark.points(1)
-def test_cuda_checkpoint_loads_on_cpu(impl, tmp_path):
+def test_cuda_checkpoint_loads_on_cpu(probes):
     model = nn.Linear(3, 2).cuda()
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.randn(2, 3, device="cuda")).sum().backward()
     optimizer.step()
-    path = tmp_path / "ckpt.pth"
-    impl.save_checkpoint(path, model, optimizer, 1)
+    data = _save(probes, model, optimizer, 1)
     cpu_model = nn.Linear(3, 2)
     cpu_optimizer = torch.optim.Adam(cpu_model.parameters())
-    impl.load_checkpoint(path, cpu_model, cpu_optimizer, map_location="cpu")
-    assert_close(cpu_model.weight, model.weight.cpu(), "the weight loaded with map_location='cpu'")
-    state = cpu_optimizer.state[cpu_model.weight]
-    assert state["exp_avg"].device.type == "cpu", \
+    # load_checkpoint(path, cpu_model, cpu_optimizer, map_location="cpu") on copies
+    run = probes.load_checkpoint(data, cpu_model, _sent(cpu_optimizer), map_location="cpu")
+    assert_close(run["model"]["weight"], model.weight.cpu(), "the weight loaded with map_location='cpu'")
+    state = run["optimizer"]["state"].get(0, {})
+    assert "exp_avg" in state and state["exp_avg"].device.type == "cpu", \
         "Adam's state loaded with map_location='cpu' is still on the GPU: pass map_location to torch.load"
 
 
@@ -320,10 +327,6 @@ def _nested_net():
         nn.Flatten(),
         nn.Linear(4 * 3 * 3, 6), nn.ReLU(), nn.Linear(6, 2),
     )
-
-
-def _all_hooks(model):
-    return {name: len(m._forward_hooks) for name, m in model.named_modules() if m._forward_hooks}
 
 
 @pytest.mark.task("ch14.hooks")
@@ -339,7 +342,7 @@ def test_activations_are_the_layer_outputs(impl):
         fc1 = model[2](model[1](block))
         want = {"0.0": conv, "0": block, "2": fc1, "4": model[4](torch.relu(fc1))}
         inputs = {"0.0": x, "0": x, "2": model[1](block), "4": torch.relu(fc1)}
-    assert isinstance(acts, dict), f"capture_activations returned {type(acts).__name__}, expected a dict"
+    assert isinstance(acts, dict), f"capture_activations returned {type_name(acts)}, expected a dict"
     if list(acts) == [names[-1]]:
         raise AssertionError("only the last name is in the dict: every hook looks up the loop variable "
                              "`name` when it runs (late binding), after the loop has ended; bind it when "
@@ -355,30 +358,21 @@ def test_activations_are_the_layer_outputs(impl):
 
 @pytest.mark.task("ch14.hooks")
 @pytest.mark.points(2)
-def test_hooks_are_removed(impl):
-    model = _nested_net()
-    impl.capture_activations(model, ["0.0", "2", "4"], torch.randn(2, 3, 8, 8))
-    left = _all_hooks(model)
+def test_hooks_are_removed(probes):
+    # capture_activations(model, ...), then the forward hooks still registered on the model
+    left = probes.hooks_left(_nested_net(), ["0.0", "2", "4"], torch.randn(2, 3, 8, 8))
     assert not left, (f"forward hooks are still registered on {sorted(left)} after capture_activations: "
                       "keep the handles that register_forward_hook returns and call handle.remove()")
 
 
-class _ForwardFailed(Exception):
-    """Raised by the test models below; nothing in a solution raises it."""
-
-
-class _Boom(nn.Module):
-    def forward(self, x):
-        raise _ForwardFailed("boom")
-
-
 @pytest.mark.task("ch14.hooks")
 @pytest.mark.points(1)
-def test_hooks_are_removed_when_forward_raises(impl):
-    model = nn.Sequential(nn.Linear(3, 3), _Boom())
-    with pytest.raises(_ForwardFailed):
-        impl.capture_activations(model, ["0"], torch.randn(2, 3))
-    left = _all_hooks(model)
+def test_hooks_are_removed_when_forward_raises(probes):
+    # capture_activations on nn.Sequential(nn.Linear(3, 3), a layer whose forward raises ForwardFailed)
+    run = probes.hooks_left_when_forward_raises(["0"], torch.randn(2, 3))
+    assert run["raised"], ("capture_activations did not let the exception of the forward pass out: "
+                           "remove the hooks in a try/finally block, without catching the exception")
+    left = run["hooks"]
     assert not left, ("the forward pass raised and a hook stayed registered: remove the handles in a "
                       "try/finally block, so a failed forward does not leave hooks behind")
 
@@ -402,7 +396,7 @@ def _noisy_net():
 
 @pytest.mark.task("ch14.predict")
 @pytest.mark.points(3)
-def test_predict_uses_eval_mode(impl):
+def test_predict_uses_eval_mode(probes):
     model = _noisy_net()
     with torch.no_grad():  # give BatchNorm running statistics unlike one batch's own
         for _ in range(5):
@@ -410,15 +404,14 @@ def test_predict_uses_eval_mode(impl):
     model.train()
     x = torch.randn(20, 6)
     mean_before = model[1].running_mean.clone()
-    torch.manual_seed(1)
-    first = impl.predict(model, x)
-    torch.manual_seed(2)
-    second = impl.predict(model, x)
+    # predict(model, x) after torch.manual_seed(1), again after torch.manual_seed(2)
+    run = probes.predict(model, x, seeds=[1, 2])
+    first, second = run["outs"]
     model.eval()
     with torch.no_grad():
         want = model(x).argmax(dim=1)
     model.train()
-    assert torch.equal(model[1].running_mean, mean_before), \
+    assert torch.equal(run["state"]["1.running_mean"], mean_before), \
         ("predict changed BatchNorm's running statistics: call model.eval() before the forward pass, "
          "so batch-norm uses (and does not update) its running mean and variance")
     assert torch.equal(first, second), ("predict gave different answers for the same input: dropout is still "
@@ -430,59 +423,40 @@ def test_predict_uses_eval_mode(impl):
 
 @pytest.mark.task("ch14.predict")
 @pytest.mark.points(2)
-def test_predict_restores_the_previous_mode(impl):
+def test_predict_restores_the_previous_mode(probes):
     model = _noisy_net()
     model.train()
-    impl.predict(model, torch.randn(4, 6))
-    assert model.training and all(m.training for m in model.modules()), \
+    modes = probes.predict(model, torch.randn(4, 6))["training"]  # of model.modules(), the model first
+    assert modes[0] and all(modes), \
         ("predict left a model that was training in eval mode: remember model.training and restore the "
          "previous mode with model.train(was_training) afterwards")
     model.eval()
-    impl.predict(model, torch.randn(4, 6))
-    assert not any(m.training for m in model.modules()), \
+    modes = probes.predict(model, torch.randn(4, 6))["training"]
+    assert not any(modes), \
         ("predict switched a model that was in eval mode to training mode: restore the previous mode "
          "with model.train(was_training), do not call model.train() unconditionally")
 
 
-class _GradSpy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(3, 4)
-        self.grad_enabled = []
-
-    def forward(self, x):
-        self.grad_enabled.append(torch.is_grad_enabled())
-        return self.linear(x)
-
-
 @pytest.mark.task("ch14.predict")
 @pytest.mark.points(1)
-def test_predict_builds_no_graph(impl):
-    model = _GradSpy()
-    out = impl.predict(model, torch.randn(5, 3))
-    assert model.grad_enabled == [False], \
+def test_predict_builds_no_graph(probes):
+    # predict on a Linear(3, 4) that records the grad mode of its forward passes
+    run = probes.predict_grad_mode(torch.randn(5, 3))
+    out = run["out"]
+    assert run["grad_enabled"] == [False], \
         ("predict ran the forward pass with gradient tracking on: wrap it in `with torch.no_grad():` "
          "(inference needs no graph, and building one costs memory)")
     assert not out.requires_grad, "predict's result requires grad: compute it under torch.no_grad()"
-    assert torch.is_grad_enabled(), \
+    assert run["grad_enabled_after"], \
         "gradient tracking is still off after predict: use `with torch.no_grad():`"
-
-
-class _FailingInEval(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(3, 2)
-
-    def forward(self, x):
-        raise _ForwardFailed("forward failed")
 
 
 @pytest.mark.task("ch14.predict")
 @pytest.mark.points(1)
-def test_predict_restores_the_mode_when_forward_raises(impl):
-    model = _FailingInEval()
-    model.train()
-    with pytest.raises(_ForwardFailed):
-        impl.predict(model, torch.randn(2, 3))
-    assert model.training, ("the forward pass raised inside predict and the model stayed in eval mode: "
+def test_predict_restores_the_mode_when_forward_raises(probes):
+    # predict on a model in training mode whose forward raises ForwardFailed
+    run = probes.predict_when_forward_raises(torch.randn(2, 3))
+    assert run["raised"], ("predict did not let the exception of the forward pass out: restore the mode "
+                           "in a try/finally block, without catching the exception")
+    assert run["training"], ("the forward pass raised inside predict and the model stayed in eval mode: "
                             "restore the previous mode in a try/finally block")

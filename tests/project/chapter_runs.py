@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from grader.mistakes import load_catalogue
+from grader.mistakes import load_catalogue, load_variants
 from grader.paths import ROOT
 from grader.check import RunOutcome, run_pytest
 from grader.process import chapter_test_args, warm_up
@@ -14,16 +14,17 @@ warm_up()
 TESTS = ROOT / "tests"
 CHAPTERS_WITH_TESTS = sorted(p.name[2:] for p in TESTS.glob("ch[0-9][0-9]") if p.is_dir())
 CATALOGUE = load_catalogue(TESTS / "mistakes")
+VARIANTS = load_variants(TESTS / "mistakes")
 
 
 def run_chapter(chapter: str, impl: str | Path, tasks=(), timeout: float = 300,
-                split: bool | None = None) -> RunOutcome:
+                split: bool | None = None, public_only: bool = False) -> RunOutcome:
     """`split`: the student's code in a process of its own, as `grader grade` runs it
     (default: PRACTICE_SPLIT=1 in the environment)."""
     if split is None:
         split = os.environ.get("PRACTICE_SPLIT", "") == "1"
     folder = ROOT / impl if impl in ("exercises", "solutions") else Path(impl)
-    outcome = run_pytest(chapter_test_args(chapter, impl, tasks=tasks), timeout=timeout,
+    outcome = run_pytest(chapter_test_args(chapter, impl, tasks=tasks, public_only=public_only), timeout=timeout,
                          split=(folder, TESTS) if split else None)
     assert not outcome.error, f"ch{chapter} against {impl}: {outcome.error}\n{outcome.log[-3000:]}"
     assert not outcome.results.collection_errors, \

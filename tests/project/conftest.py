@@ -48,7 +48,7 @@ def reserve_uid_range() -> int:
 
 os.environ["PRACTICE_GRADER_UID_BASE"] = str(reserve_uid_range())
 
-from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS  # noqa: E402 - after the uid range is set
+from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS, VARIANTS  # noqa: E402 - after the uid range is set
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -58,6 +58,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         entries = [(c, m) for c, ms in CATALOGUE.items() for m in ms]
         metafunc.parametrize("mistake", entries,
                              ids=[f"ch{c}-{m.name.replace(' ', '_')}" for c, m in entries])
+    if "public_mistake" in metafunc.fixturenames:
+        entries = [(c, m) for c, ms in CATALOGUE.items() for m in ms if m.public]
+        metafunc.parametrize("public_mistake", entries,
+                             ids=[f"ch{c}-{m.name.replace(' ', '_')}" for c, m in entries])
+    if "variant" in metafunc.fixturenames:
+        entries = [(c, v) for c, vs in VARIANTS.items() for v in vs]
+        metafunc.parametrize("variant", entries,
+                             ids=[f"ch{c}-{v.name.replace(' ', '_')}" for c, v in entries])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
