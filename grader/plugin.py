@@ -46,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "holding chNN_*.py files (default: exercises)")
     group.addoption("--task", action="append", default=[], metavar="TASK",
                     help="run only the tests of this task, e.g. ch05.forward (repeatable)")
+    group.addoption("--hidden-task", action="append", default=[], metavar="TASK",
+                    dest="hidden_task",
+                    help="run the hidden tests of this task only (repeatable); public tests all run")
     group.addoption("--datasets", default=None, metavar="DIR",
                     help="folder with the bundled data sets (default: the repository's datasets/)")
     group.addoption("--results-json", default=None, metavar="FILE",
@@ -196,6 +199,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if drop:
             config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+    hidden_wanted = set(config.getoption("hidden_task"))
+    if hidden_wanted:
+        drop = [i for i in items if i.get_closest_marker("hidden") and task_of(i) not in hidden_wanted]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [i for i in items if i not in drop]
 
     if not torch_cuda_available():
         for item in items:

@@ -57,7 +57,7 @@ def plugin_args() -> list[str]:
 
 def chapter_test_args(chapter: str, impl: str | Path, *, tests_dir: Path | None = None,
                       tasks: Sequence[str] = (), public_only: bool = False,
-                      extra: Sequence[str] = ()) -> list[str]:
+                      hidden_tasks: Sequence[str] = (), extra: Sequence[str] = ()) -> list[str]:
     """pytest's arguments for one chapter's tests against `impl` (without `plugin_args`)."""
     tests_dir = tests_dir or TESTS
     # `--opt=value` in one word: pytest finds its rootdir and ini file before plugins add
@@ -66,6 +66,8 @@ def chapter_test_args(chapter: str, impl: str | Path, *, tests_dir: Path | None 
             f"--rootdir={tests_dir.parent}", "-o", "console_output_style=classic"]
     for task in tasks:
         args.append(f"--task={task}")
+    for task in hidden_tasks:
+        args.append(f"--hidden-task={task}")
     if public_only:
         args += ["-m", "not hidden"]
     return args + list(extra)

@@ -1,6 +1,5 @@
 """Chapter 08, hidden tests: values against the file, loader settings, training, the spawn guard."""
 import copy
-import subprocess
 
 import numpy as np
 import pytest
@@ -8,9 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
+from grader.remote import is_instance, type_name
 from grader.testing import assert_close
-
-from .test_public import run_probe
 
 N_ROWS, N_FEATURES = 532, 7
 
@@ -55,15 +53,13 @@ def test_dataset_samples_match_the_file(impl, diabetes_path, table):
 
 @pytest.mark.task("ch08.dataset")
 @pytest.mark.points(1)
-def test_dataset_reads_the_given_file(impl, tmp_path):
+def test_dataset_reads_the_given_file(probes):
     rng = np.random.default_rng(1)
     table = np.concatenate([rng.uniform(-1, 1, (9, 4)), rng.integers(0, 2, (9, 1))], axis=1)
-    path = tmp_path / "small.csv"
-    np.savetxt(path, table, delimiter=",", fmt="%.6f")
-    dataset = impl.DiabetesDataset(path)
-    assert len(dataset) == 9, \
-        f"DiabetesDataset(path) on a file of 9 rows has length {len(dataset)}: read the file given by path"
-    x, y = dataset[8]
+    n = probes.dataset_of_table(table)  # written to a file with np.savetxt(fmt="%.6f")
+    assert n == 9, \
+        f"DiabetesDataset(path) on a file of 9 rows has length {n}: read the file given by path"
+    x, y = probes.dataset_of_table(table, index=8)
     assert x.shape == (4,) and y.shape == (1,), \
         f"on a file with 4 feature columns a sample has shapes {list(x.shape)} and {list(y.shape)}, " \
         "expected [4] and [1]: do not hard-code the number of columns"
@@ -72,9 +68,9 @@ def test_dataset_reads_the_given_file(impl, tmp_path):
 
 @pytest.mark.task("ch08.dataset")
 @pytest.mark.points(1)
-def test_dataset_batches_through_a_loader(impl, diabetes_path, table):
+def test_dataset_batches_through_a_loader(impl, probes, diabetes_path, table):
     dataset = impl.DiabetesDataset(diabetes_path)
-    inputs, labels = next(iter(DataLoader(dataset, batch_size=5, shuffle=False)))
+    inputs, labels = probes.first_batch(dataset, batch_size=5, shuffle=False)
     assert labels.shape == (5, 1), \
         f"a DataLoader batch of labels has shape {list(labels.shape)}, expected [5, 1]: keep the label " \
         "2-D in __init__ (xy[:, [-1]]) so BCELoss gets the same shape as the model's output"
@@ -85,21 +81,21 @@ def test_dataset_batches_through_a_loader(impl, diabetes_path, table):
 
 @pytest.mark.task("ch08.loader")
 @pytest.mark.points(2)
-def test_loader_passes_on_every_setting(impl):
+def test_loader_passes_on_every_setting(impl, probes):
     dataset = TensorDataset(torch.arange(50.0).reshape(25, 2), torch.arange(25.0).reshape(25, 1))
-    loader = impl.make_loader(dataset, batch_size=10, shuffle=False, num_workers=0)
-    assert isinstance(loader, DataLoader), f"make_loader returned {type(loader).__name__}, expected a DataLoader"
-    assert loader.dataset is dataset, "the loader should read the dataset it is given"
+    loader, same_dataset = probes.make_loader_keeping(dataset, batch_size=10, shuffle=False, num_workers=0)
+    assert is_instance(loader, DataLoader), f"make_loader returned {type_name(loader)}, expected a DataLoader"
+    assert same_dataset, "the loader should read the dataset it is given"
     assert loader.batch_size == 10, \
         f"make_loader(batch_size=10) built a loader with batch_size={loader.batch_size}: pass batch_size on"
-    assert isinstance(loader.sampler, SequentialSampler), \
+    assert is_instance(loader.sampler, SequentialSampler), \
         "make_loader(shuffle=False) built a shuffling loader: pass shuffle=shuffle on"
     assert loader.num_workers == 0, \
         f"make_loader(num_workers=0) built a loader with num_workers={loader.num_workers}: pass num_workers on"
     sizes = [len(x) for x, _ in loader]
     assert sizes == [10, 10, 5], f"batches of sizes {sizes}, expected [10, 10, 5] (keep the last, smaller batch)"
     shuffled = impl.make_loader(dataset, batch_size=7, shuffle=True, num_workers=0)
-    assert isinstance(shuffled.sampler, RandomSampler), \
+    assert is_instance(shuffled.sampler, RandomSampler), \
         "make_loader(shuffle=True) built a loader that does not shuffle: pass shuffle=shuffle on"
 
 
@@ -178,11 +174,12 @@ def test_train_matches_the_lecture_loop(impl, table):
 
 @pytest.mark.task("ch08.train")
 @pytest.mark.points(2)
-def test_train_learns_the_diabetes_data(impl, table):
+def test_train_learns_the_diabetes_data(probes, table):
     x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1:])
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=False)
     model = _reference_model(x.shape[1])
-    history = impl.train_minibatch(model, loader, epochs=60, lr=1.0)
+    history, weights = probes.train_and_weights(model, loader, epochs=60, lr=1.0)
+    model.load_state_dict(weights)  # the student's trained weights, evaluated here
     with torch.no_grad():
         accuracy = ((model(x) > 0.5) == (y > 0.5)).float().mean().item()
     assert history[-1] < history[0], \
@@ -195,54 +192,33 @@ def test_train_learns_the_diabetes_data(impl, table):
 
 # --------------------------------------------------------------------------- guard
 
-# Runs like a student on Windows or macOS typing `python ch08_....py` (in a process of its
-# own, see run_probe): the `spawn` start method, so every DataLoader worker is a fresh
-# interpreter that imports the file again; the file executed as __main__; counts the
-# DataLoaders iterated.
-SPAWN_PROBE = r"""
-import multiprocessing, runpy, sys
-multiprocessing.set_start_method("spawn", force=True)
-from torch.utils.data import DataLoader
-
-workers = []
-original_iter = DataLoader.__iter__
-
-def counting_iter(self):
-    workers.append(self.num_workers)
-    return original_iter(self)
-
-DataLoader.__iter__ = counting_iter
-runpy.run_path(sys.argv[1], run_name="__main__")
-print("PROBE loaders", len(workers), "workers", max(workers, default=0))
-"""
-
 GUARD = "call main() only under `if __name__ == \"__main__\":`"
+BOOTSTRAP = "bootstrapping phase"
 
 
 @pytest.mark.task("ch08.guard")
 @pytest.mark.points(3)
-def test_script_runs_under_spawn(impl, datasets_dir, tmp_path):
-    try:
-        run = run_probe(SPAWN_PROBE, impl.__file__, datasets_dir, tmp_path, timeout=100)
-    except subprocess.TimeoutExpired:
+def test_script_runs_under_spawn(probes, datasets_dir):
+    # Runs like a student on Windows or macOS typing `python ch08_....py` (see the probe):
+    # the `spawn` start method, so every DataLoader worker executes the file again; the file
+    # executed as __main__; counts the DataLoaders iterated.
+    run = probes.run_as_script_under_spawn(datasets_dir, timeout=100, markers=[BOOTSTRAP])
+    if run["timed_out"]:
         raise AssertionError("running the file as a script with the spawn start method (Windows/macOS) "
                              "did not finish within 100 s: each DataLoader worker imports the file "
-                             f"again, so the training must not run at import; {GUARD}") from None
-    if run.returncode != 0:
-        if "bootstrapping phase" in run.stderr:
+                             f"again, so the training must not run at import; {GUARD}")
+    if run["returncode"] != 0:
+        if run["stderr_has"][BOOTSTRAP]:
             raise AssertionError(
                 "running the file as a script with the spawn start method (Windows/macOS) crashed with "
                 "'An attempt has been made to start a new process before the current process has "
                 "finished its bootstrapping phase': each DataLoader worker imports the file again, "
                 f"reaches the module-level main() call and tries to start workers of its own; {GUARD}")
-        last = (run.stderr.strip().splitlines() or ["no error output"])[-1]
+        last = (run["stderr_tail"] or ["no error output"])[-1]
         raise AssertionError("running the file as a script with the spawn start method (Windows/macOS) "
                              f"failed: {last}")
-    probe = [line for line in run.stdout.splitlines() if line.startswith("PROBE ")]
-    assert probe, "running the file as a script did not finish normally (did it call sys.exit?)"
-    fields = probe[-1].split()
-    loaders, workers = int(fields[2]), int(fields[4])
-    assert loaders > 0, ("running the file as a script trained nothing: under "
-                         "`if __name__ == \"__main__\":` call main()")
-    assert workers >= 1, ("main() trained without worker processes: the demonstration should use "
-                          "make_loader(..., num_workers=2), which is what the guard protects")
+    assert run["finished"], "running the file as a script did not finish normally (did it call sys.exit?)"
+    assert run["loaders"] > 0, ("running the file as a script trained nothing: under "
+                                "`if __name__ == \"__main__\":` call main()")
+    assert run["workers"] >= 1, ("main() trained without worker processes: the demonstration should use "
+                                 "make_loader(..., num_workers=2), which is what the guard protects")

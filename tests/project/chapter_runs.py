@@ -18,13 +18,14 @@ VARIANTS = load_variants(TESTS / "mistakes")
 
 
 def run_chapter(chapter: str, impl: str | Path, tasks=(), timeout: float = 300,
-                split: bool | None = None, public_only: bool = False) -> RunOutcome:
+                split: bool | None = None, public_only: bool = False, hidden_tasks=()) -> RunOutcome:
     """`split`: the student's code in a process of its own, as `grader grade` runs it
     (default: PRACTICE_SPLIT=1 in the environment)."""
     if split is None:
         split = os.environ.get("PRACTICE_SPLIT", "") == "1"
     folder = ROOT / impl if impl in ("exercises", "solutions") else Path(impl)
-    outcome = run_pytest(chapter_test_args(chapter, impl, tasks=tasks, public_only=public_only), timeout=timeout,
+    outcome = run_pytest(chapter_test_args(chapter, impl, tasks=tasks, public_only=public_only,
+                                           hidden_tasks=hidden_tasks), timeout=timeout,
                          split=(folder, TESTS) if split else None)
     assert not outcome.error, f"ch{chapter} against {impl}: {outcome.error}\n{outcome.log[-3000:]}"
     assert not outcome.results.collection_errors, \

@@ -58,10 +58,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         entries = [(c, m) for c, ms in CATALOGUE.items() for m in ms]
         metafunc.parametrize("mistake", entries,
                              ids=[f"ch{c}-{m.name.replace(' ', '_')}" for c, m in entries])
-    if "public_mistake" in metafunc.fixturenames:
-        entries = [(c, m) for c, ms in CATALOGUE.items() for m in ms if m.public]
-        metafunc.parametrize("public_mistake", entries,
-                             ids=[f"ch{c}-{m.name.replace(' ', '_')}" for c, m in entries])
     if "variant" in metafunc.fixturenames:
         entries = [(c, v) for c, vs in VARIANTS.items() for v in vs]
         metafunc.parametrize("variant", entries,

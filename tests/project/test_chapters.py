@@ -13,7 +13,9 @@ def _failures(results):
 
 
 def test_solution_earns_full_marks(chapter):
-    results = run_chapter(chapter, "solutions").results
+    # with the student's code in a process of its own, as `grader grade` runs it (the stub
+    # and the mistakes below run both sides in one process, as `grader check` does)
+    results = run_chapter(chapter, "solutions", split=True).results
     assert not _failures(results), "\n".join(_failures(results))
     # only a GPU test on a machine without one is "skipped"; any other skip counts as failed
     assert results.score == results.max_score > 0
@@ -28,18 +30,27 @@ def test_stub_earns_nothing(chapter):
 
 
 def test_mistake_loses_points_with_its_message(mistake, tmp_path):
+    """One run: every public test of the chapter and the hidden tests of the mistake's task.
+    The mistake loses points in its task with its message, through the public tests alone
+    too (unless `public=False`), and in no other task than those in `also`."""
     chapter, entry = mistake
     module = CHAPTERS[chapter]
     source = (ROOT / "solutions" / module.filename).read_text(encoding="utf-8")
     (tmp_path / module.filename).write_text(entry.apply(source), encoding="utf-8")
-    results = run_chapter(chapter, tmp_path, tasks=[entry.task]).results
+    results = run_chapter(chapter, tmp_path, hidden_tasks=[entry.task]).results
     failed = [t for t in results.tests if t.outcome in ("failed", "error")]
-    assert failed, f"mistake {entry.name!r} was not caught: every {entry.task} test passed"
-    assert results.score < results.max_score
-    messages = [t.message for t in failed]
-    assert any(entry.message.lower() in m.lower() for m in messages), \
-        f"mistake {entry.name!r} lost points, but no message names it ({entry.message!r}); got:\n  " + \
-        "\n  ".join(messages)
+    own = [t for t in failed if t.task == entry.task]
+    assert own, f"mistake {entry.name!r} was not caught: every {entry.task} test passed"
+    named = [t for t in own if entry.message.lower() in t.message.lower()]
+    assert named, f"mistake {entry.name!r} lost points, but no message names it ({entry.message!r}); got:\n  " + \
+        "\n  ".join(t.message for t in own)
+    if entry.public:
+        assert any(not t.hidden for t in named), \
+            f"mistake {entry.name!r} is caught only by hidden tests: a student cannot see it before the " \
+            "deadline. Public failures: " + ("; ".join(t.message for t in own if not t.hidden) or "none")
+    elsewhere = [f"{t.name} [{t.task}]: {t.message}" for t in failed if t.task not in {entry.task, *entry.also}]
+    assert not elsewhere, f"mistake {entry.name!r} in {entry.task} also loses points elsewhere " \
+        "(name those tasks in `also` if their tests rely on it and say so):\n  " + "\n  ".join(elsewhere)
 
 
 def test_every_chapter_is_complete(chapter):
@@ -50,6 +61,19 @@ def test_every_chapter_is_complete(chapter):
     assert any(f.startswith("test_hidden") for f in files), "a chapter needs hidden tests"
     entries = CATALOGUE.get(chapter, [])
     assert len(entries) >= 3, f"ch{chapter} has {len(entries)} catalogued mistakes; at least 3 are needed"
+
+
+def test_chapter_tests_judge_and_probes_observe(chapter):
+    """Every chapter is judged (README, "Tests judge, probes observe"): its tests never patch
+    the judge's modules, which would not reach the student's process."""
+    folder = TESTS / f"ch{chapter}"
+    assert (folder / "probes.py").is_file(), f"ch{chapter} needs a probes.py (a docstring at least)"
+    for path in folder.glob("test_*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "monkeypatch" not in text, f"{path.name}: patching belongs in probes.py"
+    probes = (folder / "probes.py").read_text(encoding="utf-8")
+    assert "import pytest" not in probes and "from tests" not in probes, \
+        "probes run beside the student's code: no pytest, nothing from tests/"
 
 
 def test_every_task_is_tested(chapter):
