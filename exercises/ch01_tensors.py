@@ -24,8 +24,8 @@ def flatten_images(x: torch.Tensor) -> torch.Tensor:
         float32 [B, C*H*W], a view of x: it shares x's storage, so writing into the
         result changes x (row b holds x[b] in C, H, W order).
     """
-    # TODO(ch01.view): keep dim 0 and merge the others with x.view(...); -1 lets torch
-    #   infer the merged size. A view copies nothing, so do not clone the result.
+    # TODO(ch01.view): keep dim 0 (the batch) and merge the others into one with Tensor.view
+    #   (a size of -1 lets torch infer it). A view copies nothing, so do not clone the result.
     raise NotImplementedError("ch01.view: flatten_images")
 
 

@@ -27,7 +27,8 @@ def forward(x: torch.Tensor, w: float) -> torch.Tensor:
     Returns:
         float32, same shape as x: the predictions x * w.
     """
-    # TODO(ch02.forward): return the prediction x * w.
+    # TODO(ch02.forward): return the model's prediction for every x (y_hat = x * w in the lecture).
+    #   Use w as it comes (no float(w)): mse_over_grid passes a column of weights to broadcast.
     raise NotImplementedError("ch02.forward: forward")
 
 
@@ -55,8 +56,8 @@ def mse_over_grid(xs: torch.Tensor, ys: torch.Tensor, ws: torch.Tensor) -> torch
         [K] in the dtype of the inputs: out[k] = mean over i of (xs[i] * ws[k] - ys[i]) ** 2.
     """
     # TODO(ch02.grid): for every candidate w, average loss(xs, ys, w) over the samples.
-    #   A loop over ws works; broadcasting does it at once: ws[:, None] against xs[None, :]
-    #   gives a [K, N] table of losses, then take the mean over dim 1.
+    #   A loop over ws works; broadcasting does it at once: the weights as a column [K, 1]
+    #   against the samples as a row [1, N] give a [K, N] table of losses to average per row.
     raise NotImplementedError("ch02.grid: mse_over_grid")
 
 

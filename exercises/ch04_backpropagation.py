@@ -30,11 +30,12 @@ def autograd_gradient(xs: Sequence[float], ys: Sequence[float], w: float) -> flo
         xs, ys: N samples each, lists of floats.
         w: the weight at which to take the derivative.
     Returns:
-        A Python float, equal to the hand-derived mean of 2 * x * (x * w - y).
+        A Python float, equal to the gradient you derived by hand in chapter 03.
     """
-    # TODO(ch04.autograd): make xs and ys tensors, and w a tensor with requires_grad=True;
-    #   compute the cost with tensor operations only (no .item() on the way), call
-    #   cost.backward() and return w's gradient, w.grad, as a Python float.
+    # TODO(ch04.autograd): build the cost from tensors, with w a tensor that autograd tracks
+    #   (requires_grad). Keep every step a tensor operation so the graph reaches w (no
+    #   .item() or .detach() on the way), let autograd run backward from the cost, and
+    #   return w's gradient as a Python float (lecture 04).
     raise NotImplementedError("ch04.autograd: autograd_gradient")
 
 
@@ -76,10 +77,11 @@ def two_layer_backward(x: np.ndarray, y: np.ndarray, w1: np.ndarray,
         (loss as a Python float, d loss / d w1 float64 [D_in, H], d loss / d w2 float64 [H, D_out]).
     """
     # TODO(ch04.manual): run the forward pass, keeping h, h_relu and y_pred. Then go
-    #   backwards with the chain rule: grad_y_pred = 2 * (y_pred - y); grad_w2 from h_relu
-    #   and grad_y_pred; grad_h_relu from grad_y_pred and w2; grad_h is grad_h_relu with
-    #   zeros where h < 0 (the ReLU passes no gradient there); grad_w1 from x and grad_h.
-    #   A gradient has the shape of its weight: that tells you where the .T goes.
+    #   backwards with the chain rule, by hand in NumPy (no autograd): start from the
+    #   derivative of the loss with respect to y_pred; from it get grad_w2 (with h_relu) and
+    #   grad_h_relu (through w2); the ReLU passes no gradient where h < 0, which gives
+    #   grad_h; grad_w1 follows from x and grad_h. A gradient has the shape of its weight:
+    #   that tells you where the .T goes (lecture 04, "Learning PyTorch with Examples").
     raise NotImplementedError("ch04.manual: two_layer_backward")
 
 

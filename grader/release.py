@@ -207,6 +207,11 @@ def solution_region_lines(text: str) -> list[tuple[int, str]]:
 HIDDEN_TEST_RE = re.compile(r"^\s*(?:async\s+)?def\s+(test\w*)\s*\(", re.MULTILINE)
 
 
+# An import line says which libraries a hidden test uses, nothing about what it checks; the
+# grader's own modules (published with `grader check`) share such lines.
+IMPORT_LINE_RE = re.compile(r"^(from\s+[\w.]+\s+)?import\s+[\w., ()]+$")
+
+
 def collect_secrets(source: Path) -> Secrets:
     """What must never leave: solution regions and hidden tests (lines of MIN_SECRET
     characters or more, stripped, and test names), minus what the release publishes anyway."""
@@ -220,7 +225,7 @@ def collect_secrets(source: Path) -> Secrets:
         rel = path.relative_to(source).as_posix()
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
-            if len(line) >= MIN_SECRET:
+            if len(line) >= MIN_SECRET and not IMPORT_LINE_RE.match(line):
                 secrets.lines.setdefault(line, f"{rel}:{number}")
         for name in HIDDEN_TEST_RE.findall(text):
             secrets.names.setdefault(name, rel)

@@ -59,6 +59,7 @@ class Run:
         self.pid = 0                        # the child that runs pytest (the judge, if judged)
         self.student = 0                    # a judged chapter's student process
         self.student_status: int | None = None
+        self.judge_status: int | None = None    # the pytest child's exit, once reaped
         self.judged = judged(job, chapter)
         self.result_fd = self.log_fd = self.ack_fd = -1
         self.started = time.monotonic()
@@ -74,9 +75,12 @@ class Run:
         return self.student or self.pid
 
     def kill(self) -> None:
-        for pid in (self.pid, self.student):
-            if pid:
-                kill_group(pid)
+        """Kill the run's process groups, never one already reaped: its number may belong to
+        a new process by now."""
+        if self.pid and self.judge_status is None:
+            kill_group(self.pid)
+        if self.student and self.student_status is None:
+            kill_group(self.student)
 
     # -- its pipes
     def unregister(self, selector: selectors.BaseSelector, kind: str) -> None:
@@ -406,6 +410,7 @@ class Scheduler:
                     run.cpu = max(run.cpu, cpu)  # the student's process and what it waited for
                     continue
                 self.exited[pid] = status
+                run.judge_status = status
                 if not run.judged:
                     run.cpu = max(run.cpu, cpu)  # the child and every process it waited for
         now = time.monotonic()
@@ -432,6 +437,8 @@ class Scheduler:
         self.runs_by_pid.pop(run.student, None)
         self._read(run, "result", drain=True)
         self._read(run, "log", drain=True)
+        if not run.judged:
+            kill_group(run.pid)  # what is left of its group (the leader was reaped just now)
         run.kill()
         accounting.kill_uid(job.uid)
         if run.judged:

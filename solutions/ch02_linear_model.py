@@ -28,7 +28,8 @@ def forward(x: torch.Tensor, w: float) -> torch.Tensor:
         float32, same shape as x: the predictions x * w.
     """
     ### BEGIN SOLUTION
-    # TODO(ch02.forward): return the prediction x * w.
+    # TODO(ch02.forward): return the model's prediction for every x (y_hat = x * w in the lecture).
+    #   Use w as it comes (no float(w)): mse_over_grid passes a column of weights to broadcast.
     return x * w
     ### END SOLUTION
 
@@ -61,8 +62,8 @@ def mse_over_grid(xs: torch.Tensor, ys: torch.Tensor, ws: torch.Tensor) -> torch
     """
     ### BEGIN SOLUTION
     # TODO(ch02.grid): for every candidate w, average loss(xs, ys, w) over the samples.
-    #   A loop over ws works; broadcasting does it at once: ws[:, None] against xs[None, :]
-    #   gives a [K, N] table of losses, then take the mean over dim 1.
+    #   A loop over ws works; broadcasting does it at once: the weights as a column [K, 1]
+    #   against the samples as a row [1, N] give a [K, N] table of losses to average per row.
     return loss(xs[None, :], ys[None, :], ws[:, None]).mean(dim=1)
     ### END SOLUTION
 

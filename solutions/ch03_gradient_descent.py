@@ -3,9 +3,11 @@
 Exhaustive search does not scale beyond a weight or two. Gradient descent instead
 starts from a guess (w = 1.0) and repeatedly steps against the slope of the cost:
 
-    cost(w)     = mean over samples of (x * w - y) ** 2
-    d cost / dw = mean over samples of 2 * x * (x * w - y)
-    w          <- w - lr * d cost / dw
+    cost(w) = mean over samples of (x * w - y) ** 2
+    w      <- w - lr * d cost / dw
+
+The derivative d cost / dw is yours to derive by hand, as lecture 03 does: apply the
+chain rule to one sample's squared error, then average over the samples as cost does.
 
 Stochastic gradient descent (SGD) makes one such step per sample, using that one
 sample's gradient. Everything here is plain Python arithmetic on lists of floats,
@@ -46,11 +48,14 @@ def gradient(xs: Sequence[float], ys: Sequence[float], w: float) -> float:
         xs, ys: N samples each, lists of floats.
         w: the weight.
     Returns:
-        A Python float, d cost / d w = mean over i of 2 * xs[i] * (xs[i] * w - ys[i]).
+        A Python float: the slope of the cost at w, derived by hand (lecture 03). It is 0 at
+        the best weight, negative below it and positive above it.
     """
     ### BEGIN SOLUTION
-    # TODO(ch03.gradient): compute the MSE gradient. Differentiate (x * w - y) ** 2 with
-    #   the chain rule, add it up over the samples and average, as cost does.
+    # TODO(ch03.gradient): compute the derivative of the mean squared error with respect to
+    #   w, derived by hand as in lecture 03: differentiate one sample's squared error with the
+    #   chain rule (mind the inner derivative), then average over the samples as cost does.
+    #   Plain arithmetic: no autograd here (that is chapter 04).
     grad = 0.0
     for x, y in zip(xs, ys):
         grad += 2 * x * (x * w - y)
@@ -72,8 +77,9 @@ def gradient_descent(xs: Sequence[float], ys: Sequence[float], w: float = 1.0, l
         `epochs` Python floats.
     """
     ### BEGIN SOLUTION
-    # TODO(ch03.gd): every epoch, record cost(xs, ys, w) first, then update
-    #   w -= lr * gradient(xs, ys, w). Return the final w and the recorded costs.
+    # TODO(ch03.gd): every epoch, first record the cost at the current w, then take one step
+    #   of size lr against the gradient (the update rule of lecture 03, using your cost and
+    #   gradient). Return the final w and the recorded costs.
     costs = []
     for _ in range(epochs):
         costs.append(cost(xs, ys, w))
@@ -96,9 +102,9 @@ def sgd(xs: Sequence[float], ys: Sequence[float], w: float = 1.0, lr: float = 0.
         that sample's update (as the lecture prints it), a list of `epochs` Python floats.
     """
     ### BEGIN SOLUTION
-    # TODO(ch03.sgd): for each epoch, for each sample (x, y) in order: update w with that
-    #   sample's gradient alone, gradient([x], [y], w); then compute its loss
-    #   cost([x], [y], w) with the new w. Record the epoch's last such loss.
+    # TODO(ch03.sgd): for each epoch, for each sample in order: step w against the gradient of
+    #   that one sample alone (cost and gradient accept one-sample lists), then compute that
+    #   sample's loss with the updated w. Record each epoch's last such loss (lecture 03).
     losses = []
     for _ in range(epochs):
         for x, y in zip(xs, ys):

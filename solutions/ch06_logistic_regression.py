@@ -42,8 +42,8 @@ class LogisticRegressionModel(nn.Module):
             float32 [N, 1], values in (0, 1): torch.sigmoid(self.linear(x)).
         """
         ### BEGIN SOLUTION
-        # TODO(ch06.model): apply self.linear, then squash the result into (0, 1) with
-        #   torch.sigmoid, and return it.
+        # TODO(ch06.model): lecture 06's logistic unit: the output of self.linear squashed
+        #   into (0, 1) by the sigmoid (torch.sigmoid), one probability per sample, [N, 1].
         return torch.sigmoid(self.linear(x))
         ### END SOLUTION
 
@@ -81,9 +81,11 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 1000
         The loss of every epoch (before that epoch's update), as Python floats.
     """
     ### BEGIN SOLUTION
-    # TODO(ch06.train): build nn.BCELoss(reduction="sum") and torch.optim.SGD over
-    #   model.parameters() with lr, then every epoch: predict, compute the loss, zero the
-    #   gradients, backward, step; keep loss.item().
+    # TODO(ch06.train): the training cycle of chapter 05 with lecture 06's loss: the summed
+    #   binary cross-entropy (see `reduction` in the nn.BCELoss docs) and torch.optim.SGD over
+    #   the model's parameters, one full-batch update per epoch, no gradient carried over
+    #   from one epoch to the next. Return every epoch's loss, taken before that epoch's
+    #   update, as a Python float.
     criterion = nn.BCELoss(reduction="sum")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     losses = []

@@ -6,34 +6,49 @@ and returns numbers, strings, tensors, lists or dicts. It never holds an expecte
 the test compares. This file ships with the public tests.
 """
 import torch
+import torch.autograd
+
+
+class _CountingAutograd:
+    """Within `with`: every call of torch.autograd.backward, torch.autograd.grad and the engine
+    both run through (so `from torch.autograd import grad` is seen too) is appended to .calls."""
+
+    NAMES = ("backward", "grad", "_engine_run_backward")
+
+    def __enter__(self):
+        self.calls = []
+        self.real = {n: getattr(torch.autograd, n) for n in self.NAMES if hasattr(torch.autograd, n)}
+        for name, real in self.real.items():
+            setattr(torch.autograd, name, self._spy(name, real))
+        return self
+
+    def _spy(self, name, real):
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return real(*args, **kwargs)
+        return counted
+
+    def __exit__(self, *exc):
+        for name, real in self.real.items():
+            setattr(torch.autograd, name, real)
+        return False
 
 
 def autograd_calls(impl, xs, ys, w):
-    """autograd_gradient(xs, ys, w) with torch.autograd.backward and torch.autograd.grad
-    counted: (the names of the calls, in order; what autograd_gradient returned)."""
-    calls = []
-    real_backward, real_grad = torch.autograd.backward, torch.autograd.grad
-
-    def backward(*args, **kwargs):
-        calls.append("backward")
-        return real_backward(*args, **kwargs)
-
-    def grad(*args, **kwargs):
-        calls.append("grad")
-        return real_grad(*args, **kwargs)
-
-    torch.autograd.backward, torch.autograd.grad = backward, grad
-    try:
+    """autograd_gradient(xs, ys, w) with autograd's backward passes counted: (the names of the
+    calls, in order: "backward", "grad", "_engine_run_backward"; what autograd_gradient returned)."""
+    with _CountingAutograd() as spy:
         value = impl.autograd_gradient(xs, ys, w)
-    finally:
-        torch.autograd.backward, torch.autograd.grad = real_backward, real_grad
-    return calls, value
+    return spy.calls, value
 
 
 def two_layer_backward_and_arguments(impl, x, y, w1, w2):
-    """two_layer_backward(x, y, w1, w2): (what it returned, [x, y, w1, w2] after the call)."""
-    out = impl.two_layer_backward(x, y, w1, w2)
-    return out, [x, y, w1, w2]
+    """two_layer_backward(x, y, w1, w2) with autograd's backward passes counted:
+    (what it returned, [x, y, w1, w2] after the call, the number of backward passes)."""
+    with _CountingAutograd() as spy:
+        out = impl.two_layer_backward(x, y, w1, w2)
+    return out, [x, y, w1, w2], len(spy.calls)
+
 
 
 def relu_input_grads(impl, x, grad_outputs):

@@ -4,18 +4,46 @@ A probe is a function `name(impl, *args)`; `impl` is the student's chapter modul
 build spies and callbacks (anything that has to run inside the student's process) and
 returns numbers, strings, tensors, lists or dicts. It never holds an expected value: the
 test compares. This file ships with the public tests.
+
+The training probes hand train() the lecture's own model, a plain nn.Linear(1, 1), instead
+of the student's LinearModel: train() is then observed alone, whatever LinearModel.forward
+does (it has tests of its own).
 """
 import torch
+from torch import nn
 
 
-def optimizer_steps(impl, epochs):
-    """How many times train() steps an optimizer class it is given."""
-    used = []
+def train_lecture_model(impl, start, x, y, **kwargs):
+    """impl.train(model, x, y, **kwargs) with model = nn.Linear(1, 1) loaded with `start`.
+    Returns what train returned and the layer's state_dict after training."""
+    model = nn.Linear(1, 1)
+    model.load_state_dict(start)
+    losses = impl.train(model, x, y, **kwargs)
+    return losses, dict(model.state_dict())
+
+
+def optimizer_use(impl, start, x, y, epochs, lr):
+    """train() with a spy SGD class as optimizer_cls, on nn.Linear(1, 1) loaded with `start`.
+    Returns {"built": optimizers built, "steps": step() calls, "lrs": the lr of each
+    optimizer built, "params": how many of the model's parameters each optimizer holds,
+    "sizes": how many parameters each optimizer holds in all}."""
+    seen = {"built": 0, "steps": 0, "lrs": [], "params": [], "sizes": []}
+    model = nn.Linear(1, 1)
+    model.load_state_dict(start)
+    mine = {id(p) for p in model.parameters()}
 
     class Spy(torch.optim.SGD):
+        def __init__(self, params, *args, **kwargs):
+            super().__init__(params, *args, **kwargs)
+            held = [p for group in self.param_groups for p in group["params"]]
+            seen["built"] += 1
+            seen["lrs"].append(float(self.param_groups[0]["lr"]))
+            seen["params"].append(sum(id(p) in mine for p in held))
+            seen["sizes"].append(len(held))
+
         def step(self, closure=None):
-            used.append(1)
+            seen["steps"] += 1
             return super().step(closure)
 
-    impl.train(impl.LinearModel(), impl.X_DATA, impl.Y_DATA, epochs=epochs, lr=0.01, optimizer_cls=Spy)
-    return len(used)
+    impl.train(model, x, y, epochs=epochs, lr=lr, optimizer_cls=Spy)
+    return seen
