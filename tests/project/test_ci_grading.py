@@ -462,7 +462,7 @@ def test_run_autograder_gives_the_right_score_in_gradescopes_format(autograder):
     data = json.loads((root / "results" / "results.json").read_text(encoding="utf-8"))
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(data, RESULTS_SCHEMA)
-    assert (data["score"], data["extra_data"]["max_score"]) == (14, 20)
+    assert (data["score"], data["extra_data"]["max_score"]) == (13, 20)
     assert data["score"] == sum(t["score"] for t in data["tests"])
     hidden = [t for t in data["tests"] if "hidden" in t["tags"]]
     assert any(t["status"] == "failed" for t in hidden)        # the output check below is not vacuous
@@ -481,8 +481,8 @@ def test_gradescope_output_shows_only_what_is_visible_now(autograder):
     output = data["output"]
     names = hidden_test_names("05")
     assert names and not [n for n in names if n in output]
-    assert "(hidden)" not in output and "/ 20" not in output and "14" not in output
-    assert "appear here when grades are published" in output and "Public tests: 6 / 6 points" in output
+    assert "(hidden)" not in output and "/ 20" not in output and "13" not in output
+    assert "appear here when grades are published" in output and "Public tests: 9 / 12 points" in output
     assert data["stdout_visibility"] == "hidden"
     for t in data["tests"]:
         assert t["visibility"] == ("after_published" if "hidden" in t["tags"] else "visible")

@@ -53,8 +53,11 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 1000
         The loss of every epoch (before that epoch's update), as Python floats.
     """
     ### BEGIN SOLUTION
-    # TODO(ch05.train): build nn.MSELoss(reduction="sum") and the optimizer, then every epoch:
-    #   predict, compute the loss, zero the gradients, backward, step; keep loss.item().
+    # TODO(ch05.train): fit the model to (x, y) with lecture 05's training cycle: the summed
+    #   squared error as the loss (see `reduction` in the nn.MSELoss docs), an optimizer of
+    #   class optimizer_cls over the model's parameters, one full-batch update per epoch.
+    #   Gradients must not carry over from one epoch to the next. Return every epoch's loss,
+    #   taken before that epoch's update, as a Python float.
     criterion = nn.MSELoss(reduction="sum")
     optimizer = optimizer_cls(model.parameters(), lr=lr)
     losses = []
@@ -79,7 +82,8 @@ class TwoLayerNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: float32 [N, d_in]. Returns: float32 [N, d_out], linear2(relu(linear1(x)))."""
         ### BEGIN SOLUTION
-        # TODO(ch05.two_layer): apply linear1, clamp at 0 (the ReLU), then linear2.
+        # TODO(ch05.two_layer): the lecture's two-layer net: linear1, a ReLU, then linear2.
+        #   The ReLU goes between the layers only: the output of linear2 is returned as it is.
         return self.linear2(self.linear1(x).clamp(min=0))
         ### END SOLUTION
 
@@ -106,8 +110,11 @@ class DynamicNet(nn.Module):
             float32 [N, d_out].
         """
         ### BEGIN SOLUTION
-        # TODO(ch05.dynamic): relu(input_linear(x)); then `depth` times relu(middle_linear(h))
-        #   (pick depth = random.randint(0, 3) when it is None); then output_linear.
+        # TODO(ch05.dynamic): the lecture's "control flow + weight sharing" net: input_linear
+        #   and a ReLU, then the same middle_linear (and a ReLU) applied `depth` times, then
+        #   output_linear, whose result is returned as it is. When depth is None (and only
+        #   then: 0 is a valid depth), draw it uniformly from 0, 1, 2, 3 with the `random`
+        #   module. The tests read the three layers by the names __init__ gives them.
         if depth is None:
             depth = random.randint(0, 3)
         h = self.input_linear(x).clamp(min=0)
