@@ -34,10 +34,11 @@ def load_diabetes(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
         x: float32 [N, F], every column but the last.
         y: float32 [N, 1], the last column, kept 2-D (a column, not a vector).
     """
-    # TODO(ch07.load): read the file with np.loadtxt(path, delimiter=",", dtype=np.float32),
-    #   then slice: features = data[:, :-1], label = data[:, [-1]] (the list [-1] keeps the
-    #   column 2-D, [N, 1]; data[:, -1] would give [N]). Return both as tensors
-    #   (torch.from_numpy).
+    # TODO(ch07.load): read the comma-separated file with np.loadtxt, asking for float32 (its
+    #   dtype argument; float64 would not mix with the model's weights). The features are
+    #   every column but the last; the label is the last column kept 2-D, [N, 1] (index the
+    #   column with a list: a plain integer index drops the dimension and gives [N]). Return
+    #   both as tensors (torch.from_numpy). Lecture 07, "Prepare dataset".
     raise NotImplementedError("ch07.load: load_diabetes")
 
 
@@ -52,16 +53,18 @@ class DiabetesModel(nn.Module):
                 not an instance).
         """
         super().__init__()
-        # TODO(ch07.model): create self.linear1 = nn.Linear(n_features, 6), self.linear2 (6 -> 4)
-        #   and self.linear3 (4 -> 1) in this order; self.activation = an instance of the
-        #   `activation` class (call it: activation()); self.sigmoid = nn.Sigmoid().
+        # TODO(ch07.model): create three Linear layers, n_features -> 6, 6 -> 4 and 4 -> 1 (the
+        #   width comes from n_features, never a fixed number), one instance of the `activation`
+        #   class (it is a class: call it to get a module) and a sigmoid for the output. Any
+        #   attribute names, any order, or one nn.Sequential: the tests find the layers by their
+        #   shapes.
         raise NotImplementedError("ch07.model: DiabetesModel.__init__")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: float32 [N, F]. Returns: float32 [N, 1], probabilities in (0, 1)."""
-        # TODO(ch07.model): linear1 -> activation -> linear2 -> activation -> linear3 -> sigmoid.
-        #   The last step is always the sigmoid, whatever the activation (ReLU's output is not
-        #   a probability).
+        # TODO(ch07.model): Linear (F -> 6), activation, Linear (6 -> 4), activation, Linear
+        #   (4 -> 1), sigmoid. The last step is always the sigmoid, whatever the activation
+        #   (ReLU's output is not a probability).
         raise NotImplementedError("ch07.model: DiabetesModel.forward")
 
 
@@ -77,9 +80,11 @@ def train_full_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs:
     Returns:
         The loss of every epoch (before that epoch's update), as Python floats.
     """
-    # TODO(ch07.train): build nn.BCELoss() (the mean over the samples) and torch.optim.SGD over
-    #   model.parameters() with lr; every epoch: forward the whole x, loss, zero_grad,
-    #   backward, step; keep loss.item().
+    # TODO(ch07.train): the loss is the mean binary cross-entropy of probabilities (nn.BCELoss;
+    #   not BCEWithLogitsLoss, which would apply a second sigmoid), the optimizer SGD over the
+    #   model's parameters with the `lr` argument. Every epoch: forward the whole x, compute
+    #   the loss, zero the gradients, backward, step, and keep the loss as a Python float
+    #   (the one computed before the update). Keep the signature's defaults.
     raise NotImplementedError("ch07.train: train_full_batch")
 
 
@@ -92,9 +97,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     Returns:
         A Python float in [0, 1]. No autograd graph is built (torch.no_grad()).
     """
-    # TODO(ch07.accuracy): under torch.no_grad(), predict, turn probabilities into 0/1
-    #   (>= 0.5 is 1), compare with y (both [N, 1]: comparing [N] with [N, 1] would broadcast
-    #   to [N, N]) and return the mean as a Python float (.item()).
+    # TODO(ch07.accuracy): without gradient tracking (torch.no_grad), predict, turn the
+    #   probabilities into 0/1 (0.5 and above is class 1), compare with y (keep both [N, 1]:
+    #   comparing [N] with [N, 1] would broadcast to [N, N]) and return the fraction of equal
+    #   ones as a Python float.
     raise NotImplementedError("ch07.accuracy: accuracy")
 
 

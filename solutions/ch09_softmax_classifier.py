@@ -54,10 +54,12 @@ def softmax(z: torch.Tensor) -> torch.Tensor:
         Same shape and dtype: row i is exp(z[i]) / exp(z[i]).sum(); every row sums to 1.
     """
     ### BEGIN SOLUTION
-    # TODO(ch09.softmax): exp(1000) overflows to inf, and inf / inf is NaN. Softmax does not
-    #   change when a row is shifted by a constant, so first subtract each row's maximum
-    #   (z.max(dim=1, keepdim=True).values), then exponentiate and divide by each row's sum
-    #   (keepdim=True again, so [N, 1] broadcasts against [N, C]).
+    # TODO(ch09.softmax): write it by hand from exp, max and sum (torch.softmax, F.softmax
+    #   and nn.Softmax are what the tests compare with; calling them scores nothing).
+    #   exp(1000) overflows to inf, and inf / inf is NaN. Softmax does not change when a row
+    #   is shifted by a constant, so first subtract each row's maximum, then exponentiate and
+    #   divide by each row's sum. Reduce over dim=1 with keepdim=True, so the [N, 1] result
+    #   broadcasts against [N, C]. Lecture 09, "Softmax layer".
     shifted = z - z.max(dim=1, keepdim=True).values
     exp = torch.exp(shifted)
     return exp / exp.sum(dim=1, keepdim=True)
@@ -74,10 +76,13 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         A 0-d tensor: mean over the N samples of -log softmax(logits)[i, targets[i]].
     """
     ### BEGIN SOLUTION
-    # TODO(ch09.cross_entropy): take the log-softmax of each row without overflow or log(0):
-    #   shifted = logits - row max; log_probs = shifted - log(sum of exp(shifted)) per row.
-    #   Turn the targets into one-hot rows (F.one_hot(targets, C)), so each row's loss is
-    #   -(one_hot * log_probs).sum(); return the mean over the batch.
+    # TODO(ch09.cross_entropy): by hand again (no F.cross_entropy, nn.CrossEntropyLoss,
+    #   NLLLoss or log_softmax built-ins). Take the log-softmax of each row without overflow
+    #   or log(0): shift each row by its max, then subtract the log of the sum of the
+    #   exponentials of the shifted row. Pick each row's target entry: one-hot rows with
+    #   C = logits.shape[1] columns (F.one_hot makes only max(targets) + 1 columns unless you
+    #   give it the number of classes), or gather on dim 1. The loss is minus the picked
+    #   log-probability, averaged over the batch.
     shifted = logits - logits.max(dim=1, keepdim=True).values
     log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
     one_hot = F.one_hot(targets, num_classes=logits.shape[1]).to(logits.dtype)
@@ -93,8 +98,9 @@ def mnist_transform() -> transforms.Compose:
         Normalize((MNIST_MEAN,), (MNIST_STD,)): (x - 0.1307) / 0.3081.
     """
     ### BEGIN SOLUTION
-    # TODO(ch09.transform): compose ToTensor() and then Normalize((MNIST_MEAN,), (MNIST_STD,)):
-    #   Normalize works on tensors, so the order matters; mean first, then std.
+    # TODO(ch09.transform): a transforms.Compose of ToTensor, then Normalize with MNIST_MEAN
+    #   and MNIST_STD (each as a one-element tuple, one per channel). Normalize works on
+    #   tensors, so the order matters; its arguments are the mean first, then the std.
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
     ### END SOLUTION
 
@@ -105,8 +111,8 @@ class MnistMLP(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         ### BEGIN SOLUTION
-        # TODO(ch09.model): create five nn.Linear layers self.l1 ... self.l5:
-        #   784 -> 512 -> 256 -> 128 -> 64 -> 10.
+        # TODO(ch09.model): five Linear layers, 784 -> 512 -> 256 -> 128 -> 64 -> 10. Any
+        #   attribute names, any order, or an nn.Sequential: the tests find them by their shapes.
         self.l1 = nn.Linear(784, 512)
         self.l2 = nn.Linear(512, 256)
         self.l3 = nn.Linear(256, 128)
@@ -121,8 +127,9 @@ class MnistMLP(nn.Module):
             float32 [N, 10] logits: no softmax, CrossEntropyLoss applies it.
         """
         ### BEGIN SOLUTION
-        # TODO(ch09.model): flatten with x.view(-1, 784); apply l1 to l4 each followed by
-        #   F.relu; return l5's output as it is (the logits).
+        # TODO(ch09.model): flatten the images to [N, 784] (the input may already be flat);
+        #   apply the first four layers, each followed by a ReLU; return the last layer's
+        #   output as it is: the logits, no softmax (CrossEntropyLoss applies it).
         x = x.view(-1, 784)
         x = F.relu(self.l1(x))
         x = F.relu(self.l2(x))
@@ -145,9 +152,9 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Opt
         The mean of the epoch's batch losses, as a Python float.
     """
     ### BEGIN SOLUTION
-    # TODO(ch09.train): put the model in training mode (model.train()); for each batch:
-    #   zero the gradients, compute the logits and the loss, backward, step, and add
-    #   loss.item() to a running total; return the total divided by the number of batches.
+    # TODO(ch09.train): put the model in training mode; for each batch: zero the gradients,
+    #   compute the logits and the loss (criterion on the raw logits), backward, step, and add
+    #   the loss as a Python float to a running total; return the mean over the batches.
     model.train()
     total, batches = 0.0, 0
     for inputs, targets in loader:
@@ -171,9 +178,9 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
         Accuracy in [0, 1] over every sample of the loader (not a percentage).
     """
     ### BEGIN SOLUTION
-    # TODO(ch09.train): switch to evaluation mode (model.eval()) and turn off gradient
-    #   tracking (with torch.no_grad():); predict each batch's classes with argmax over
-    #   dim 1, count the correct ones and the samples; return correct / total.
+    # TODO(ch09.train): switch to evaluation mode and turn off gradient tracking
+    #   (torch.no_grad); predict each batch's classes with argmax over dim 1, count the
+    #   correct ones and the samples (the last batch may be smaller); return the fraction.
     model.eval()
     correct, total = 0, 0
     with torch.no_grad():

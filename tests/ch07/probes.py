@@ -21,13 +21,13 @@ def load_written(impl, filename, content):
         return impl.load_diabetes(str(path))
 
 
-def sum_backward(impl, model, x):
-    """model(x), then out.sum().backward() when the output requires grad: the output (the
-    model's gradients stay on the model, read them through its handle)."""
+def backward_grads(impl, model, x):
+    """model(x), then out.sum().backward() when the output requires grad: the output and
+    {parameter name: its gradient (None when none reached it)}."""
     out = model(x)
     if isinstance(out, torch.Tensor) and out.requires_grad:
         out.sum().backward()
-    return out
+    return out, {name: p.grad for name, p in model.named_parameters()}
 
 
 def train_and_weights(impl, model, x, y, epochs, lr):
