@@ -75,11 +75,14 @@ def train_and_weights(impl, model, loader, epochs, lr):
 # --------------------------------------------------------------------------- the guard
 
 # Makes any DataLoader iteration fail loudly (and leaves a mark that a student's
-# `except BaseException` cannot take back), then imports the file by path under its module
-# name (not as "__main__"), as the grader does. argv: file, mark, module name.
+# `except BaseException` cannot take back), counts the DataLoaders built, then imports the
+# file by path under its module name (not as "__main__"), as the grader does; once imported,
+# writes to argv[4] the number of DataLoaders built and, one a line, "name TypeName" for
+# every Dataset or DataLoader the module holds at its top level.
+# argv: file, mark, module name, what was built.
 IMPORT_SCRIPT = r"""
 import importlib.util, sys
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 class TrainedAtImport(BaseException):
     pass
@@ -88,7 +91,15 @@ def refuse(self):
     open(sys.argv[2], "w").close()
     raise TrainedAtImport()
 
+built = []
+original_init = DataLoader.__init__
+
+def counting_init(self, *args, **kwargs):
+    built.append(1)
+    original_init(self, *args, **kwargs)
+
 DataLoader.__iter__ = refuse
+DataLoader.__init__ = counting_init
 spec = importlib.util.spec_from_file_location(sys.argv[3], sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
@@ -96,56 +107,93 @@ try:
     spec.loader.exec_module(module)
 except TrainedAtImport:
     sys.exit(3)
+held = [f"{name} {type(value).__name__}" for name, value in list(vars(module).items())
+        if isinstance(value, (Dataset, DataLoader))]
+with open(sys.argv[4], "w") as out:
+    out.write("\n".join([str(len(built)), *held]))
 """
 
 # Runs like a student on Windows or macOS typing `python ch08_....py`: the `spawn` start
 # method, so every DataLoader worker starts afresh and executes the file again before it
-# can unpickle the dataset; the file executed as __main__; counts the DataLoaders iterated
-# and their largest num_workers, written to argv[2] once the file has run to its end.
+# can unpickle the dataset; the file executed as __main__. The first DataLoader iterated
+# with workers delivers one batch (the workers have started, executed the file and sent
+# it), then the run stops: the guard is what is checked, not the training, which the
+# tests of ch08.train check. Written to argv[2]: the DataLoaders iterated, their largest
+# num_workers, and whether the run stopped at that batch (1) or the file ran to its end (0).
 SPAWN_SCRIPT = r"""
 import multiprocessing, runpy, sys
 multiprocessing.set_start_method("spawn", force=True)
 from torch.utils.data import DataLoader
 
-workers = []
+class FirstBatchArrived(BaseException):
+    pass
+
+workers, reported = [], []
 original_iter = DataLoader.__iter__
 
-def counting_iter(self):
-    workers.append(self.num_workers)
-    return original_iter(self)
+def report(stopped):
+    if not reported:
+        reported.append(stopped)
+        with open(sys.argv[2], "w") as out:
+            out.write(f"{len(workers)} {max(workers, default=0)} {stopped}")
 
-DataLoader.__iter__ = counting_iter
-runpy.run_path(sys.argv[1], run_name="__main__")
-with open(sys.argv[2], "w") as out:
-    out.write(f"{len(workers)} {max(workers, default=0)}")
+def first_batch_then_stop(self):
+    workers.append(self.num_workers)
+    iterator = original_iter(self)
+    if self.num_workers > 0:
+        next(iterator)
+        getattr(iterator, "_shutdown_workers", lambda: None)()
+        report(1)
+        raise FirstBatchArrived()
+    return iterator
+
+DataLoader.__iter__ = first_batch_then_stop
+try:
+    runpy.run_path(sys.argv[1], run_name="__main__")
+except FirstBatchArrived:
+    pass
+except SystemExit as exc:
+    if exc.code in (None, 0):
+        report(0)
+    raise
+else:
+    report(0)
 """
 
 
 def import_in_own_process(impl, datasets_dir, timeout):
     """Import the student's file in a process of its own where iterating a DataLoader is
     refused. Returns timed_out, returncode (None after a time-out), trained_at_import (a
-    DataLoader was iterated during the import) and stderr_tail (its last lines)."""
+    DataLoader was iterated during the import), loaders_built (DataLoaders built during the
+    import, None if it did not finish), held (["name TypeName", ...]: the Datasets and
+    DataLoaders at the module's top level) and stderr_tail (its last lines)."""
     with tempfile.TemporaryDirectory() as folder:
-        mark = Path(folder) / "trained"
-        run = _run(IMPORT_SCRIPT, [impl.__file__, str(mark), impl.__name__], datasets_dir,
+        mark, built = Path(folder) / "trained", Path(folder) / "built"
+        run = _run(IMPORT_SCRIPT, [impl.__file__, str(mark), impl.__name__, str(built)], datasets_dir,
                    Path(folder), timeout, markers=())
         run["trained_at_import"] = mark.exists()
+        lines = built.read_text().splitlines() if built.is_file() else []
+        run["loaders_built"] = int(lines[0]) if lines else None
+        run["held"] = lines[1:]
         return run
 
 
 def run_as_script_under_spawn(impl, datasets_dir, timeout, markers=()):
     """Run the student's file as a script (`__main__`) with the `spawn` start method, whose
-    workers execute the file again. Returns timed_out, returncode (None after a time-out),
-    finished (the file ran to its end), loaders (DataLoaders iterated), workers (their largest
-    num_workers), stderr_tail (the last lines of the error output) and stderr_has (for each
-    of `markers`, whether the error output contains it)."""
+    workers execute the file again, until the first batch of a DataLoader with workers
+    arrives. Returns timed_out, returncode (None after a time-out), finished (the run got
+    that batch, or the file ran to its end), first_batch (it got that batch), loaders
+    (DataLoaders iterated), workers (their largest num_workers), stderr_tail (the last lines
+    of the error output) and stderr_has (for each of `markers`, whether the error output
+    contains it)."""
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "loaders"
         run = _run(SPAWN_SCRIPT, [impl.__file__, str(result)], datasets_dir, Path(folder), timeout,
                    markers=markers, spawn_by_fork=True)
         fields = result.read_text().split() if result.is_file() else []
-        run["finished"] = len(fields) == 2
-        run["loaders"], run["workers"] = (int(fields[0]), int(fields[1])) if len(fields) == 2 else (0, 0)
+        run["finished"] = len(fields) == 3
+        run["loaders"], run["workers"], run["first_batch"] = \
+            (int(fields[0]), int(fields[1]), fields[2] == "1") if len(fields) == 3 else (0, 0, False)
         return run
 
 

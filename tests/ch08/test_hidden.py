@@ -1,5 +1,8 @@
-"""Chapter 08, hidden tests: values against the file, loader settings, training, the spawn guard."""
+"""Chapter 08, hidden tests: the public checks again on held-out rows, files, settings,
+orders and seeds, the workers, and the accuracy of a graded run. The guard is checked by
+the public tests alone (importing the file, and running it under spawn)."""
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -7,10 +10,42 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from grader.remote import is_instance, type_name
+from grader.remote import ImplImportError, is_instance, type_name
 from grader.testing import assert_close
 
 N_ROWS, N_FEATURES = 532, 7
+GUARD = ("call main() only when the file runs as a script, not when it is imported "
+         "(the `__main__` guard of lecture 08)")
+_WHERE = re.compile(r" \(at [^()]+:\d+ in ([^()]+)\)$")
+
+
+def explain_import_error(message):
+    """The plugin's message for a file that fails to import, and, when the crash happened
+    inside a function, that it is the import itself that ran it (a top-level main() call)."""
+    match = _WHERE.search(message)
+    if message.startswith("importing ") and match and match.group(1) != "<module>":
+        return (f"{message}; it is the import that ran {match.group(1)}: code at the top level of the file, "
+                "such as a main() call, runs whenever the file is imported, by these tests and by every "
+                f"DataLoader worker on Windows/macOS: {GUARD}")
+    return message
+
+
+@pytest.fixture
+def impl(student):
+    """The student's module (a handle), with a failed import explained."""
+    try:
+        return student.module
+    except ImplImportError as exc:
+        raise ImplImportError(explain_import_error(str(exc))) from None
+
+
+@pytest.fixture
+def probes(student, impl):
+    """The chapter's probes; a file that fails to import is reported as `impl` does."""
+    return student.probes
+
+
+_TABLES = {}
 
 
 @pytest.fixture
@@ -20,68 +55,84 @@ def diabetes_path(datasets_dir):
 
 @pytest.fixture
 def table(diabetes_path):
-    return np.loadtxt(diabetes_path, delimiter=",", dtype=np.float32)
+    if diabetes_path not in _TABLES:
+        _TABLES[diabetes_path] = np.loadtxt(diabetes_path, delimiter=",", dtype=np.float32)
+    return _TABLES[diabetes_path]
+
+
+def tensor_dataset(table):
+    return TensorDataset(torch.from_numpy(table[:, :-1].copy()), torch.from_numpy(table[:, -1:].copy()))
 
 
 # --------------------------------------------------------------------------- dataset
 
-@pytest.mark.task("ch08.dataset")
-@pytest.mark.points(2)
-def test_dataset_samples_match_the_file(impl, diabetes_path, table):
-    dataset = impl.DiabetesDataset(diabetes_path)
-    n = len(dataset)
-    assert n != table.shape[1], \
-        f"__len__ returned {n}, the number of columns: return the number of rows, xy.shape[0]"
-    assert n == table.shape[0], f"__len__ returned {n}, expected {table.shape[0]} (the number of rows)"
-    for i in (0, 1, 177, n - 1):
-        x, y = dataset[i]
-        assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor), \
-            "dataset[i] should return tensors: convert with torch.from_numpy in __init__"
-        assert x.dtype == torch.float32 and y.dtype == torch.float32, \
-            f"dataset[i] returned {x.dtype} and {y.dtype}: load with dtype=np.float32"
-        assert y.dim() != 0, ("the label of a sample is a 0-d tensor: keep the label column 2-D with "
-                              "xy[:, [-1]], so a batch of labels is [B, 1] like the model's output")
-        assert x.shape == (table.shape[1] - 1,), \
-            f"the features of a sample have shape {list(x.shape)}, expected [{table.shape[1] - 1}]" + \
-            (": the label column is included, take xy[:, :-1]" if x.numel() == table.shape[1] else "")
-        if torch.allclose(y, torch.from_numpy(table[i, :1])) and not np.allclose(table[i, :1], table[i, -1:]):
-            raise AssertionError("the label is taken from the first column: it is the last one, xy[:, [-1]]")
-        assert_close(x, table[i, :-1], f"the features of sample {i}",
-                     hint="the features are every column but the last, xy[:, :-1]")
-        assert_close(y, table[i, -1:], f"the label of sample {i}", hint="the label is the last column")
+def check_length(n, table, what):
+    rows, columns = table.shape
+    if n == columns and n != rows:
+        raise AssertionError(f"len(dataset) is {n} on {what}, the number of columns: __len__ must return "
+                             f"the number of rows (samples), {rows}: xy.shape[0]")
+    assert n == rows, f"len(dataset) is {n} on {what}, expected {rows} (one sample per row of the file): " \
+                      "read the file given by path and keep its number of rows"
+
+
+def check_sample(sample, table, i, what="the lecture's file"):
+    assert isinstance(sample, (tuple, list)) and len(sample) == 2, \
+        f"dataset[{i}] returned {type_name(sample)}: it should return a tuple (features, label)"
+    x, y = sample
+    assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor), \
+        f"dataset[{i}] returned ({type_name(x)}, {type_name(y)}): return tensors " \
+        "(convert the numpy arrays with torch.from_numpy in __init__)"
+    assert x.dtype == torch.float32 and y.dtype == torch.float32, \
+        f"dataset[{i}] returned {x.dtype} features and {y.dtype} labels, expected float32 like the model's " \
+        "weights: read the file with dtype=np.float32"
+    assert y.dim() != 0, ("the label of a sample is a 0-d tensor: keep the label column 2-D with "
+                          "xy[:, [-1]], so a batch of labels is [B, 1] like the model's output")
+    features = table.shape[1] - 1
+    if x.numel() == table.shape[1]:
+        raise AssertionError(f"the features of a sample have shape {list(x.shape)} on {what}: the label column "
+                             "is included, take every column but the last, xy[:, :-1]")
+    assert x.shape == (features,), \
+        f"the features of a sample have shape {list(x.shape)} on {what}, expected [{features}]: every column " \
+        "but the last (do not hard-code the number of columns)"
+    assert y.shape == (1,), f"the label of a sample has shape {list(y.shape)}, expected [1]"
+    if torch.allclose(y, torch.from_numpy(table[i, :1])) and not np.allclose(table[i, :1], table[i, -1:]):
+        raise AssertionError("the label is taken from the first column: it is the last one, xy[:, [-1]]")
+    assert_close(x, table[i, :-1], f"the features of sample {i} of {what}",
+                 hint="the features are every column but the last, xy[:, :-1]")
+    assert_close(y, table[i, -1:], f"the label of sample {i} of {what}", hint="the label is the last column")
 
 
 @pytest.mark.task("ch08.dataset")
 @pytest.mark.points(1)
-def test_dataset_reads_the_given_file(probes):
+def test_dataset_held_out_samples_match_the_file(impl, probes, diabetes_path, table):
+    dataset = impl.DiabetesDataset(diabetes_path)
+    check_length(len(dataset), table, "the lecture's file")
+    for i in (177, 301, 444):
+        check_sample(dataset[i], table, i)
+    inputs, labels = probes.first_batch(dataset, batch_size=7, shuffle=False)
+    assert labels.shape == (7, 1), \
+        f"a DataLoader batch of labels has shape {list(labels.shape)}, expected [7, 1]: keep the label 2-D"
+    assert_close(labels, table[:7, -1:], "the first batch of labels")
+
+
+@pytest.mark.task("ch08.dataset")
+@pytest.mark.points(1)
+def test_dataset_reads_held_out_files(probes):
     rng = np.random.default_rng(1)
-    table = np.concatenate([rng.uniform(-1, 1, (9, 4)), rng.integers(0, 2, (9, 1))], axis=1)
-    n = probes.dataset_of_table(table)  # written to a file with np.savetxt(fmt="%.6f")
-    assert n == 9, \
-        f"DiabetesDataset(path) on a file of 9 rows has length {n}: read the file given by path"
-    x, y = probes.dataset_of_table(table, index=8)
-    assert x.shape == (4,) and y.shape == (1,), \
-        f"on a file with 4 feature columns a sample has shapes {list(x.shape)} and {list(y.shape)}, " \
-        "expected [4] and [1]: do not hard-code the number of columns"
-    assert_close(x, table[8, :-1], "the features of the last sample of a small file")
-
-
-@pytest.mark.task("ch08.dataset")
-@pytest.mark.points(1)
-def test_dataset_batches_through_a_loader(impl, probes, diabetes_path, table):
-    dataset = impl.DiabetesDataset(diabetes_path)
-    inputs, labels = probes.first_batch(dataset, batch_size=5, shuffle=False)
-    assert labels.shape == (5, 1), \
-        f"a DataLoader batch of labels has shape {list(labels.shape)}, expected [5, 1]: keep the label " \
-        "2-D in __init__ (xy[:, [-1]]) so BCELoss gets the same shape as the model's output"
-    assert_close(inputs, table[:5, :-1], "the first batch of features")
+    for rows, features in [(9, 4), (13, 2)]:
+        small = np.concatenate([rng.uniform(-1, 1, (rows, features)), rng.integers(0, 2, (rows, 1))], axis=1)
+        small = np.round(small, 6).astype(np.float32)  # as written to the file (np.savetxt, fmt="%.6f")
+        what = f"a file of {rows} rows and {features + 1} columns"
+        check_length(probes.dataset_of_table(small), small, what)
+        for i in (0, rows // 2, rows - 1):
+            check_sample(probes.dataset_of_table(small, index=i), small, i, what)
 
 
 # --------------------------------------------------------------------------- loader
 
 @pytest.mark.task("ch08.loader")
 @pytest.mark.points(2)
-def test_loader_passes_on_every_setting(impl, probes):
+def test_loader_passes_on_held_out_settings(impl, probes):
     dataset = TensorDataset(torch.arange(50.0).reshape(25, 2), torch.arange(25.0).reshape(25, 1))
     loader, same_dataset = probes.make_loader_keeping(dataset, batch_size=10, shuffle=False, num_workers=0)
     assert is_instance(loader, DataLoader), f"make_loader returned {type_name(loader)}, expected a DataLoader"
@@ -94,16 +145,18 @@ def test_loader_passes_on_every_setting(impl, probes):
         f"make_loader(num_workers=0) built a loader with num_workers={loader.num_workers}: pass num_workers on"
     sizes = [len(x) for x, _ in loader]
     assert sizes == [10, 10, 5], f"batches of sizes {sizes}, expected [10, 10, 5] (keep the last, smaller batch)"
-    shuffled = impl.make_loader(dataset, batch_size=7, shuffle=True, num_workers=0)
+    shuffled = impl.make_loader(dataset, batch_size=7, shuffle=True, num_workers=1)
     assert is_instance(shuffled.sampler, RandomSampler), \
         "make_loader(shuffle=True) built a loader that does not shuffle: pass shuffle=shuffle on"
+    assert shuffled.batch_size == 7 and shuffled.num_workers == 1, \
+        f"make_loader(batch_size=7, num_workers=1) built batch_size={shuffled.batch_size}, " \
+        f"num_workers={shuffled.num_workers}: pass batch_size and num_workers on"
 
 
 @pytest.mark.task("ch08.loader")
 @pytest.mark.points(1)
-def test_loader_with_workers_sees_every_sample_once(impl, diabetes_path, table):
-    dataset = impl.DiabetesDataset(diabetes_path)
-    loader = impl.make_loader(dataset, batch_size=100, shuffle=True, num_workers=2)
+def test_loader_with_workers_sees_every_sample_once(impl, table):
+    loader = impl.make_loader(tensor_dataset(table), batch_size=100, shuffle=True, num_workers=2)
     assert loader.num_workers == 2, "make_loader(num_workers=2) should start two workers"
     labels = torch.cat([y for _, y in loader])
     assert labels.shape == (N_ROWS, 1), \
@@ -114,14 +167,14 @@ def test_loader_with_workers_sees_every_sample_once(impl, diabetes_path, table):
 
 # --------------------------------------------------------------------------- train
 
-def _reference_model(n_features, seed=0):
+def reference_model(n_features, seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(n_features, 6), nn.Sigmoid(), nn.Linear(6, 4), nn.Sigmoid(),
                          nn.Linear(4, 1), nn.Sigmoid())
 
 
-def _reference_history(model, loader, epochs, lr, *, zero_grad=True, reduction="mean",
-                       epoch_value="mean_of_batches"):
+def reference_history(model, loader, epochs, lr, *, zero_grad=True, reduction="mean",
+                      epoch_value="mean_of_batches"):
     """The lecture's mini-batch loop, and the usual ways of getting it wrong, for fingerprints."""
     criterion = nn.BCELoss(reduction=reduction)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -141,31 +194,27 @@ def _reference_history(model, loader, epochs, lr, *, zero_grad=True, reduction="
     return history
 
 
-@pytest.mark.task("ch08.train")
-@pytest.mark.points(3)
-def test_train_matches_the_lecture_loop(impl, table):
-    x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1:])
-    loader = DataLoader(TensorDataset(x, y), batch_size=28, shuffle=False)  # 19 batches of 28
-    start = _reference_model(x.shape[1])
-    got = impl.train_minibatch(copy.deepcopy(start), loader, epochs=6, lr=0.5)
-    assert isinstance(got, list) and len(got) == 6, "train_minibatch(epochs=6) should return 6 numbers"
+def check_lecture_loop(impl, loader, start, epochs, lr):
+    got = impl.train_minibatch(copy.deepcopy(start), loader, epochs=epochs, lr=lr)
+    assert isinstance(got, list) and len(got) == epochs, \
+        f"train_minibatch(epochs={epochs}) should return a list of {epochs} numbers"
     got = torch.tensor([float(v) for v in got])
-    want = torch.tensor(_reference_history(copy.deepcopy(start), loader, 6, 0.5))
+    want = torch.tensor(reference_history(copy.deepcopy(start), loader, epochs, lr))
     if not torch.allclose(got, want, rtol=1e-4):
-        for kwargs, lr, mistake in [
-            (dict(zero_grad=False), 0.5, "the gradients pile up: call optimizer.zero_grad() for every "
-                                         "batch, before loss.backward()"),
-            (dict(epoch_value="sum_of_batches"), 0.5, "an epoch's value is the sum of its batch losses: "
-                                                      "divide the total by the number of batches"),
-            (dict(epoch_value="per_sample"), 0.5, "the total is divided by the number of samples: "
-                                                  "divide it by the number of batches, len(loader)"),
-            (dict(epoch_value="last_batch"), 0.5, "only the last batch's loss is kept: average the "
-                                                  "losses of all the batches of the epoch"),
-            (dict(reduction="sum"), 0.5, "the loss is summed over each batch: use nn.BCELoss(), "
-                                         "the mean over the batch"),
+        for kwargs, wrong_lr, mistake in [
+            (dict(zero_grad=False), lr, "the gradients pile up: call optimizer.zero_grad() for every "
+                                        "batch, before loss.backward()"),
+            (dict(epoch_value="sum_of_batches"), lr, "an epoch's value is the sum of its batch losses: "
+                                                     "divide the total by the number of batches"),
+            (dict(epoch_value="per_sample"), lr, "the total is divided by the number of samples: "
+                                                 "divide it by the number of batches, len(loader)"),
+            (dict(epoch_value="last_batch"), lr, "only the last batch's loss is kept: average the "
+                                                 "losses of all the batches of the epoch"),
+            (dict(reduction="sum"), lr, "the loss is summed over each batch: use nn.BCELoss(), "
+                                        "the mean over the batch"),
             ({}, 0.01, "the learning rate is fixed at 0.01: pass lr=lr to torch.optim.SGD"),
         ]:
-            wrong = torch.tensor(_reference_history(copy.deepcopy(start), loader, 6, lr, **kwargs))
+            wrong = torch.tensor(reference_history(copy.deepcopy(start), loader, epochs, wrong_lr, **kwargs))
             if torch.allclose(got, wrong, rtol=1e-4):
                 raise AssertionError(f"train_minibatch follows a known mistake: {mistake}")
     assert_close(got, want, "the mean batch loss of each epoch", rtol=1e-4,
@@ -174,51 +223,30 @@ def test_train_matches_the_lecture_loop(impl, table):
 
 @pytest.mark.task("ch08.train")
 @pytest.mark.points(2)
-def test_train_learns_the_diabetes_data(probes, table):
-    x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1:])
+def test_train_matches_the_lecture_loop_on_held_out_settings(impl, table):
+    # the rows in another order, batches of 28 (19 of them), other starting weights; as many
+    # epochs and the same lr as the public test, so answers keyed on them are caught
+    rows = np.random.default_rng(5).permutation(len(table))
+    loader = DataLoader(tensor_dataset(table[rows]), batch_size=28, shuffle=False)
+    check_lecture_loop(impl, loader, reference_model(N_FEATURES, seed=3), epochs=4, lr=2.0)
+    small = DataLoader(tensor_dataset(table[rows[:90]]), batch_size=25, shuffle=False)  # 25, 25, 25, 15
+    check_lecture_loop(impl, small, reference_model(N_FEATURES, seed=4), epochs=3, lr=0.7)
+
+
+@pytest.mark.task("ch08.train")
+@pytest.mark.points(1)
+def test_train_learns_the_rows_in_another_order(probes, table):
+    rows = np.random.default_rng(5).permutation(len(table))
+    x, y = torch.from_numpy(table[rows, :-1]), torch.from_numpy(table[rows, -1:])
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=False)
-    model = _reference_model(x.shape[1])
-    history, weights = probes.train_and_weights(model, loader, epochs=60, lr=1.0)
+    model = reference_model(N_FEATURES, seed=3)
+    history, weights = probes.train_and_weights(model, loader, epochs=16, lr=4.0)
     model.load_state_dict(weights)  # the student's trained weights, evaluated here
     with torch.no_grad():
         accuracy = ((model(x) > 0.5) == (y > 0.5)).float().mean().item()
     assert history[-1] < history[0], \
         f"the mean batch loss went from {history[0]:.4f} to {history[-1]:.4f}: it should decrease; " \
         "is optimizer.step() called after loss.backward() for every batch?"
-    assert accuracy >= 0.75, \
-        f"after 60 epochs at lr=1.0 the model is right on {accuracy:.1%} of the samples, expected at " \
-        "least 75% (always answering 0 gives 66.7%)"
-
-
-# --------------------------------------------------------------------------- guard
-
-GUARD = "call main() only under `if __name__ == \"__main__\":`"
-BOOTSTRAP = "bootstrapping phase"
-
-
-@pytest.mark.task("ch08.guard")
-@pytest.mark.points(3)
-def test_script_runs_under_spawn(probes, datasets_dir):
-    # Runs like a student on Windows or macOS typing `python ch08_....py` (see the probe):
-    # the `spawn` start method, so every DataLoader worker executes the file again; the file
-    # executed as __main__; counts the DataLoaders iterated.
-    run = probes.run_as_script_under_spawn(datasets_dir, timeout=100, markers=[BOOTSTRAP])
-    if run["timed_out"]:
-        raise AssertionError("running the file as a script with the spawn start method (Windows/macOS) "
-                             "did not finish within 100 s: each DataLoader worker imports the file "
-                             f"again, so the training must not run at import; {GUARD}")
-    if run["returncode"] != 0:
-        if run["stderr_has"][BOOTSTRAP]:
-            raise AssertionError(
-                "running the file as a script with the spawn start method (Windows/macOS) crashed with "
-                "'An attempt has been made to start a new process before the current process has "
-                "finished its bootstrapping phase': each DataLoader worker imports the file again, "
-                f"reaches the module-level main() call and tries to start workers of its own; {GUARD}")
-        last = (run["stderr_tail"] or ["no error output"])[-1]
-        raise AssertionError("running the file as a script with the spawn start method (Windows/macOS) "
-                             f"failed: {last}")
-    assert run["finished"], "running the file as a script did not finish normally (did it call sys.exit?)"
-    assert run["loaders"] > 0, ("running the file as a script trained nothing: under "
-                                "`if __name__ == \"__main__\":` call main()")
-    assert run["workers"] >= 1, ("main() trained without worker processes: the demonstration should use "
-                                 "make_loader(..., num_workers=2), which is what the guard protects")
+    assert accuracy >= 0.77, \
+        f"after 16 epochs at lr=4.0 the model is right on {accuracy:.1%} of the samples, expected at " \
+        "least 77% (always answering 0 gives 66.7%)"
