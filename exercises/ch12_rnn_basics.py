@@ -148,8 +148,10 @@ class EmbeddingRNN(nn.Module):
         Returns: float32 [B * T, num_class] scores, one row per character (batch-major),
         ready for nn.CrossEntropyLoss against targets flattened to [B * T]."""
         # TODO(ch12.embedding): a zero initial hidden state [num_layers, B, hidden_size] (on x's
-        #   device); embed x to [B, T, embedding_size]; run self.rnn (batch_first, so no transpose)
-        #   and keep its output [B, T, hidden_size]; apply self.fc; flatten to [B * T, num_class].
+        #   device); embed x to [B, T, embedding_size]; run self.rnn and keep its output
+        #   [B, T, hidden_size]; apply self.fc; flatten to [B * T, num_class], row b * T + t for
+        #   sequence b, step t. self.rnn is built with batch_first=True: unlike the lecture's
+        #   time-first [T, B, ...] layout, it takes [B, T, ...] as it is, so nothing is transposed.
         raise NotImplementedError("ch12.embedding: EmbeddingRNN.forward")
 
 

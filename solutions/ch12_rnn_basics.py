@@ -181,8 +181,10 @@ class EmbeddingRNN(nn.Module):
         ready for nn.CrossEntropyLoss against targets flattened to [B * T]."""
         ### BEGIN SOLUTION
         # TODO(ch12.embedding): a zero initial hidden state [num_layers, B, hidden_size] (on x's
-        #   device); embed x to [B, T, embedding_size]; run self.rnn (batch_first, so no transpose)
-        #   and keep its output [B, T, hidden_size]; apply self.fc; flatten to [B * T, num_class].
+        #   device); embed x to [B, T, embedding_size]; run self.rnn and keep its output
+        #   [B, T, hidden_size]; apply self.fc; flatten to [B * T, num_class], row b * T + t for
+        #   sequence b, step t. self.rnn is built with batch_first=True: unlike the lecture's
+        #   time-first [T, B, ...] layout, it takes [B, T, ...] as it is, so nothing is transposed.
         hidden = torch.zeros(self.num_layers, x.size(0), self.hidden_size, device=x.device)
         x = self.emb(x)
         x, _ = self.rnn(x, hidden)

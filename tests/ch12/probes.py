@@ -51,3 +51,11 @@ def train_embedding_scores(impl, x, y, epochs, lr):
         optimizer.step()
     with torch.no_grad():
         return model(x)
+
+
+def embedding_on_meta(impl, batch, steps):
+    """A new EmbeddingRNN moved to the meta device (shapes and devices only, no data), run on
+    int64 zeros [batch, steps] on meta: the output's shape and device type."""
+    model = impl.EmbeddingRNN().to("meta")
+    out = model(torch.zeros(batch, steps, dtype=torch.long, device="meta"))
+    return {"shape": list(out.shape), "device": out.device.type}

@@ -48,29 +48,43 @@ def train_epoch(impl, model, loader, optimizer_cls, optimizer_kwargs, criterion,
 
 
 class _DeviceSpy(nn.Module):
-    """Records the device of its inputs; computes on the CPU so the loss stays real."""
+    """Records the device of its inputs; computes on the CPU so the loss stays real. Moving it
+    (model.to(device), as code that puts the model on the device may do) is recorded and ignored."""
 
     def __init__(self):
         super().__init__()
         self.w = nn.Parameter(torch.zeros(10))
         self.seen = []
 
+    def _apply(self, fn, *args, **kwargs):
+        return self
+
     def forward(self, x):
         self.seen.append(x.device.type)
         return self.w.expand(x.shape[0], 10)
 
 
+class _LabelSpy(nn.Module):
+    """A criterion that records the device of the labels it is given; moving it is ignored."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _apply(self, fn, *args, **kwargs):
+        return self
+
+    def forward(self, out, labels):
+        self.seen.append(labels.device.type)
+        return (out ** 2).sum()
+
+
 def train_epoch_devices(impl, loader, device):
     """impl.train_epoch(spy, loader, SGD, criterion, device=device) with a model and a criterion
     that record the device of the images and of the labels they are given."""
-    model, labels_seen = _DeviceSpy(), []
-
-    def criterion(out, labels):
-        labels_seen.append(labels.device.type)
-        return (out ** 2).sum()
-
+    model, criterion = _DeviceSpy(), _LabelSpy()
     impl.train_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), criterion, device=device)
-    return {"images": list(model.seen), "labels": labels_seen}
+    return {"images": list(model.seen), "labels": list(criterion.seen)}
 
 
 # --------------------------------------------------------------------------- ch14.checkpoint

@@ -1,6 +1,6 @@
 """nbgrader: the chapters as nbgrader assignments, graded by nbgrader itself or in the sandbox.
 
-One course of chapters 03, 05 and 08 (08 is the `if __name__ == "__main__":` chapter) is
+One course of chapters 05 and 08 (08 is the `if __name__ == "__main__":` chapter) is
 written, released with the real `nbgrader generate_assignment` and graded both ways, once
 for the whole module: three students per chapter (the solution, the untouched release, and
 for ch05 a catalogued mistake, which partial credit must score like `grader grade`).
@@ -35,7 +35,7 @@ if not HAVE_NBGRADER and not IN_CI:
     pytest.skip("nbgrader is not installed (`make nbgrader-setup` installs the extra; CI does)",
                 allow_module_level=True)
 
-CHAPTERS_UNDER_TEST = ["03", "05", "08"]
+CHAPTERS_UNDER_TEST = ["05", "08"]
 MISTAKE = next(m for m in load_catalogue(ROOT / "tests" / "mistakes")["05"]
                if m.name == "no zero_grad in the training loop")
 BIN = Path(sys.executable).parent
