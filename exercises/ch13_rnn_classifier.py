@@ -67,7 +67,8 @@ def name_to_codes(name: str) -> list[int]:
     Returns:
         list[int] of len(name) codes in [0, 128), e.g. [65, 100, 115, 105, 116].
     """
-    # TODO(ch13.encode): ord() of every character, in order.
+    # TODO(ch13.encode): one integer per character, in order: its ASCII code (the built-in ord()),
+    #   with the case and the punctuation kept as they are.
     raise NotImplementedError("ch13.encode: name_to_codes")
 
 
@@ -83,10 +84,11 @@ def make_batch(names: list[str], labels) -> tuple[torch.Tensor, torch.Tensor, to
         lengths: int64 [B], the names' lengths in sorted (non-increasing) order.
         labels: int64 [B], the labels in the same sorted order, so labels[j] belongs to row j.
     """
-    # TODO(ch13.batch): encode every name; build a [B, T] int64 tensor of zeros and copy each
-    #   name's codes into the start of its row; lengths = each name's length.
-    #   Sort the lengths in descending order (lengths.sort(descending=True) also gives the
-    #   permutation) and apply the same permutation to the rows AND to the labels.
+    # TODO(ch13.batch): encode every name with name_to_codes; start from an int64 tensor of
+    #   zeros [B, T] (T = the longest name) and write each name's codes at the start of its row;
+    #   lengths holds every name's length. Then sort by length, longest first: Tensor.sort with
+    #   descending=True returns the permutation as well as the sorted values (see the
+    #   torch.sort docs); apply that same permutation to the rows AND to the labels.
     raise NotImplementedError("ch13.batch: make_batch")
 
 
@@ -106,12 +108,12 @@ class RNNClassifier(nn.Module):
         self.hidden_size = hidden_size
         self.n_layers = n_layers
         self.n_directions = 2 if bidirectional else 1
-        # TODO(ch13.model): create, with these names:
-        #   self.embedding = nn.Embedding(input_size, hidden_size)
-        #   self.gru = nn.GRU(hidden_size, hidden_size, n_layers, batch_first=True,
-        #                     bidirectional=bidirectional)
-        #   self.fc = nn.Linear(?, output_size): it reads the last layer's final hidden state
-        #   of every direction, concatenated.
+        # TODO(ch13.model): three layers (the tests find them by type, whatever you name them):
+        #   an nn.Embedding from input_size codes to vectors of hidden_size; an nn.GRU reading
+        #   those vectors with hidden_size units, n_layers layers, batch-first input, and
+        #   bidirectional as given; an nn.Linear to output_size scores that reads the last
+        #   layer's final hidden state of every direction, side by side (how many features is
+        #   that?). See the nn.Embedding, nn.GRU and nn.Linear docs.
         raise NotImplementedError("ch13.model: RNNClassifier.__init__")
 
     def forward(self, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -123,11 +125,15 @@ class RNNClassifier(nn.Module):
         Returns:
             float32 [B, output_size] logits.
         """
-        # TODO(ch13.model): embed seq ([B, T, H]); pack it with pack_padded_sequence(embedded,
-        #   lengths.cpu(), batch_first=True) so the GRU stops at every name's end; run the GRU
-        #   (no initial hidden state needed: zeros by default) and keep its final hidden states
-        #   [n_layers * n_directions, B, H]. Bidirectional: torch.cat([hidden[-1], hidden[-2]], dim=1),
-        #   the last layer's two directions; otherwise hidden[-1]. Then self.fc.
+        # TODO(ch13.model): embed seq ([B, T, H]) and pack it with pack_padded_sequence (see its
+        #   docs: batch-first input, and the lengths must be a CPU tensor whatever the model's
+        #   device), so that the GRU stops at every name's end and never reads the padding.
+        #   Run the GRU; if you pass an initial hidden state, create it on the input's device
+        #   (leaving it out gives zeros). The GRU's second output holds the final hidden states,
+        #   [n_layers * n_directions, B, H] (the nn.GRU docs say how layers and directions are
+        #   laid out). Give the linear layer, for every name, the LAST layer's final states of
+        #   both directions joined into one vector of n_directions * H features (one direction:
+        #   the last layer's final state alone), keeping each name's states in its own row.
         raise NotImplementedError("ch13.model: RNNClassifier.forward")
 
 
@@ -145,9 +151,10 @@ def train_epoch(model: nn.Module, names: list[str], labels, optimizer: torch.opt
     Returns:
         The mean of the batches' losses, a Python float.
     """
-    # TODO(ch13.train): model.train(); for every slice of batch_size names: make_batch(...)
-    #   (use the labels it returns: they follow the sorted rows), forward, loss, zero_grad,
-    #   backward, step; return the mean of loss.item().
+    # TODO(ch13.train): put the model in training mode; for every slice of batch_size names,
+    #   in order: batch it with make_batch (and use the labels make_batch returns: they follow
+    #   the sorted rows), compute the loss, clear the old gradients, back-propagate and take a
+    #   step. Return the mean of the batches' losses as a Python float (lecture 13's loop).
     raise NotImplementedError("ch13.train: train_epoch")
 
 
@@ -162,8 +169,10 @@ def evaluate(model: nn.Module, names: list[str], labels, batch_size: int = 1024)
     Returns:
         The fraction of names classified correctly, a float in [0, 1].
     """
-    # TODO(ch13.train): model.eval() and torch.no_grad(); batch the names with make_batch and
-    #   compare the arg-max of the logits with the labels make_batch returned (sorted like the rows).
+    # TODO(ch13.train): evaluation mode and no gradient tracking; batch the names with
+    #   make_batch and compare the arg-max of the logits with the labels make_batch returned
+    #   (sorted like the rows). The accuracy is the number of correct names over ALL names:
+    #   the last batch may be smaller, so do not average the batches' accuracies.
     raise NotImplementedError("ch13.train: evaluate")
 
 
@@ -195,11 +204,16 @@ def main(epochs: int = 5) -> None:
         acc = evaluate(model, test_names, test_labels)
         print(f"[{_time_since(start)}] epoch {epoch:3d}  loss {loss:.3f}  test accuracy {acc:.1%}")
 
+    # Names the model has not trained on (none is in the training file), each from one of
+    # the 12 languages.
     model.eval()
     with torch.no_grad():
-        for name in ["Nakamura", "Schmidt", "Kowalski", "Rossi", "Dubois", "Jansen"]:
+        for name, language in [("Schumacher", "German"), ("Lewandowski", "Polish"), ("Esposito", "Italian"),
+                               ("Dubois", "French"), ("van den Berg", "Dutch"), ("Garcia", "Spanish"),
+                               ("Andersson", "Swedish"), ("Horvat", "Croatian")]:
             seq, lengths, _ = make_batch([name], [0])
-            print(f"  {name:10s} -> {languages[model(seq, lengths).argmax(dim=1).item()]}")
+            guess = languages[model(seq, lengths).argmax(dim=1).item()]
+            print(f"  {name:12s} ({language:8s}) -> {guess}")
 
 
 if __name__ == "__main__":
