@@ -11,6 +11,10 @@ to meet a tensor of another device stop the run with `Misplaced`, and the probe 
 which one was left behind. Reading a value from a meta tensor (`loss.item()`, the count
 of correct predictions) is impossible, so the probe labels answer such reads with 0.
 """
+import os
+import traceback
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,14 +27,46 @@ def conv_output_sizes(impl, cases):
     return [impl.conv_output_size(n, k, padding=p, stride=s) for n, k, p, s in cases]
 
 
+# What a machine with one CUDA GPU answers to the usual queries. A call not faked here (one
+# that would start CUDA) fails with this machine's own error, which the probe reports.
+_GPU = SimpleNamespace(name="Probe GPU", major=8, minor=0, total_memory=16 << 30, multi_processor_count=80)
+_ONE_GPU = {
+    "device_count": lambda: 1,
+    "current_device": lambda: 0,
+    "get_device_name": lambda device=None: _GPU.name,
+    "get_device_capability": lambda device=None: (_GPU.major, _GPU.minor),
+    "get_device_properties": lambda device=None: _GPU,
+    "set_device": lambda device: None,
+    "synchronize": lambda device=None: None,
+    "empty_cache": lambda: None,
+    "memory_allocated": lambda device=None: 0,
+    "memory_reserved": lambda device=None: 0,
+}
+
+
 def get_device_when_cuda(impl, available):
-    """What get_device() returns while torch.cuda.is_available() answers `available`."""
-    real = torch.cuda.is_available
+    """What get_device() returns while torch.cuda answers as a machine with one CUDA GPU
+    (`available`) or none: is_available, and with a GPU also the queries in _ONE_GPU.
+    Returns {"device": what it returned, "error": None, "in_torch_cuda": False} or, when it
+    raised, {"device": None, "error": "ExceptionType: first line", "in_torch_cuda": whether
+    it was raised inside torch.cuda} (another CUDA call, which needs a real driver)."""
+    saved = {name: getattr(torch.cuda, name) for name in ["is_available", *_ONE_GPU]}
     torch.cuda.is_available = lambda: bool(available)
+    if available:
+        for name, fake in _ONE_GPU.items():
+            setattr(torch.cuda, name, fake)
     try:
-        return impl.get_device()
+        return {"device": impl.get_device(), "error": None, "in_torch_cuda": False}
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which judges it
+        files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
+        cuda_dir = os.path.join("torch", "cuda", "")
+        return {"device": None, "error": f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}",
+                "in_torch_cuda": any(cuda_dir in name for name in files)}
     finally:
-        torch.cuda.is_available = real
+        for name, real in saved.items():
+            setattr(torch.cuda, name, real)
 
 
 def backward(impl, model, x, power=1):
@@ -49,11 +85,10 @@ def train_epoch_result(impl, model, loader, optimizer, criterion, device, evalua
             "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
 
 
-def train_and_predict(impl, x_train, y_train, x_test, epochs, batch_size, lr, momentum, order_seed):
-    """A new CnnNet trained with SGD(lr, momentum) and cross-entropy for `epochs` passes over
-    (x_train, y_train) in batches of `batch_size`, shuffled by a generator seeded with
-    `order_seed`; its logits for x_test afterwards."""
-    net = impl.CnnNet()
+def train_and_predict(impl, net, x_train, y_train, x_test, epochs, batch_size, lr, momentum, order_seed):
+    """The student's CnnNet `net` (a handle from the test) trained with SGD(lr, momentum) and
+    cross-entropy for `epochs` passes over (x_train, y_train) in batches of `batch_size`,
+    shuffled by a generator seeded with `order_seed`; its logits for x_test afterwards."""
     optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
     order = torch.Generator().manual_seed(order_seed)
     for _ in range(epochs):

@@ -112,36 +112,43 @@ def input_gradient(impl, module, x, power=2):
     return torch.zeros_like(x) if grad is None else grad
 
 
-def network_forward(impl, class_name, x, block_names, lecture_blocks=True):
-    """A new impl.<class_name>() (with the lecture's blocks when `lecture_blocks`) run on x.
-    Returns its output, the order in which the submodules in `block_names` ran, and its
-    weights (state_dict)."""
-    net = _build(impl, class_name, lecture_blocks)
-    calls = []
+def network(impl, class_name, lecture_blocks=True):
+    """A new impl.<class_name>() (GoogLeNet or ResNet), built with the lecture's InceptionA and
+    ResidualBlock in place of the student's when `lecture_blocks`; the test gets a handle."""
+    return _build(impl, class_name, lecture_blocks)
+
+
+def network_forward(impl, net, x, block_names):
+    """The network `net` (a handle from the test) run on x. Returns its output, the order in
+    which the submodules in `block_names` ran, and its weights (state_dict)."""
+    calls, hooks = [], []
     for name in block_names:
-        getattr(net, name).register_forward_hook(lambda m, i, o, name=name: calls.append(name))
-    out = net(x)
+        hooks.append(getattr(net, name).register_forward_hook(lambda m, i, o, name=name: calls.append(name)))
+    try:
+        out = net(x)
+    finally:
+        for handle in hooks:
+            handle.remove()
     return {"out": out, "calls": calls,
             "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
 
 
-def network_gradients(impl, class_name, x, power=1, lecture_blocks=True):
-    """A new impl.<class_name>() (with the lecture's blocks when `lecture_blocks`):
-    net(x).pow(power).sum().backward(); [(name, grad or None)] of its named parameters."""
-    net = _build(impl, class_name, lecture_blocks)
+def network_gradients(impl, net, x, power=1):
+    """net(x).pow(power).sum().backward() on the network `net` (a handle from the test);
+    [(name, grad or None)] of its named parameters."""
     net(x).pow(power).sum().backward()
     return [(name, None if p.grad is None else p.grad.detach().clone()) for name, p in net.named_parameters()]
 
 
-def train_and_predict(impl, class_name, x_train, y_train, x_test, epochs, batch_size, lr,
-                      last_epoch_lr_factor, order_seed, lecture_blocks=True):
-    """A new impl.<class_name>() (with the lecture's blocks when `lecture_blocks`) trained with
-    Adam(lr) and cross-entropy for `epochs` passes over (x_train, y_train) in batches of
-    `batch_size`, shuffled by a generator seeded with `order_seed`, the learning rate
-    multiplied by `last_epoch_lr_factor` for the last epoch; its logits for x_test."""
-    net = _build(impl, class_name, lecture_blocks)
+def train_and_predict(impl, net, x_train, y_train, x_test, epochs, batch_size, lr,
+                      last_epoch_lr_factor, order_seed):
+    """The network `net` (a handle from the test) trained with Adam(lr) and cross-entropy for
+    `epochs` passes over (x_train, y_train) in batches of `batch_size`, shuffled by a
+    generator seeded with `order_seed`, the learning rate multiplied by
+    `last_epoch_lr_factor` for the last epoch; its logits for x_test."""
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     order = torch.Generator().manual_seed(order_seed)
+    net.train()
     for epoch in range(epochs):
         if epoch == epochs - 1:
             for group in optimizer.param_groups:
@@ -153,5 +160,6 @@ def train_and_predict(impl, class_name, x_train, y_train, x_test, epochs, batch_
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+    net.eval()
     with torch.no_grad():
         return net(x_test).detach()
