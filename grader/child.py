@@ -79,9 +79,11 @@ def run(plan: ChildPlan) -> int:
 
 
 def serve_student(plan: ChildPlan, sock_fd: int) -> int:
-    """The student's process of a judged chapter: sandbox first, then serve the judge."""
-    sys.stdout = open(os.dup(1), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
-    sys.stderr = open(os.dup(2), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
+    """The student's process of a judged chapter: sandbox first, then serve the judge.
+    Its output is line-buffered: the process is killed, not asked to exit, once the judge
+    is done, and what the student's code printed must be in the log by then."""
+    sys.stdout = open(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    sys.stderr = open(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
     ws = plan.workspace
     sandbox.enter(ws, plan.limits, plan.isolation, plan.hide,
                   sandbox.child_env(ws, plan.datasets, {"PRACTICE_EPOCHS": "1"}), plan.parent)

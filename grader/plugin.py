@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from grader import remote
-from grader.process import EXIT_STUDENT_GONE
+from grader.process import EXIT_NO_STUDENT, EXIT_STUDENT_GONE
 from grader.paths import EXERCISES, SOLUTIONS, datasets_dir as resolve_datasets_dir
 from grader.remote import ImplImportError, StudentProcessGone
 from grader.results import NO_GPU, Outcome, RunResults, TestResult, counts, judge_skip
@@ -381,10 +381,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if call.excinfo is not None and isinstance(call.excinfo.value, StudentProcessGone) \
             and item.config.getoption("student_fd") >= 0:
         # The judge has no student left to ask: end without a verdict for this test; the
-        # grader reads why the student's process ended and runs the rest in a fresh pair.
+        # grader reads why the student's process ended and runs the rest in a fresh pair
+        # (or, if it never started, marks the chapter for a regrade).
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(EXIT_STUDENT_GONE)
+        never = isinstance(call.excinfo.value, remote.StudentNeverStarted)
+        os._exit(EXIT_NO_STUDENT if never else EXIT_STUDENT_GONE)
     task = task_of(item)
     if task is None:
         return

@@ -25,6 +25,7 @@ CHILD_FAILED = 70   # exit status of a child whose own set-up failed (EX_SOFTWAR
 
 
 EXIT_STUDENT_GONE = 86   # a judge's exit status when the student's process has gone away
+EXIT_NO_STUDENT = 87     # ... when it never started (its sandbox failed): the grader's failure
 
 def can_fork() -> bool:
     return hasattr(os, "fork")

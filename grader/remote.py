@@ -60,6 +60,14 @@ class StudentProcessGone(Exception):
     """The student's process ended, or stopped answering, in the middle of a request."""
 
 
+class StudentNeverStarted(StudentProcessGone):
+    """The student's process ended before it was ready, before any student code ran (its
+    sandbox could not be set up): the grader's failure, not the student's."""
+
+
+READY = b"ready"   # the student's process's first frame: sandboxed, about to serve
+
+
 class CpuTimeLimit(BaseException):
     """Raised in the student's code when a test's CPU time runs out (ITIMER_PROF)."""
 
@@ -167,9 +175,8 @@ class Server:
             reply = {"error": {"kind": "import", "type": "ImplImportError", "base": "Exception",
                                "message": _safe_str(exc), "where": ""}}
         except BaseException as exc:  # noqa: BLE001 - everything the student's code raises
-            if self.local and (isinstance(exc, KeyboardInterrupt)
-                               or type(exc).__module__.startswith("_pytest")):
-                raise  # one process: pytest's own outcomes (its CPU alarm, Ctrl-C) pass through
+            if self.local and (isinstance(exc, KeyboardInterrupt) or _pytest_failure(exc)):
+                raise  # one process: the plugin's CPU alarm (pytest.fail) and Ctrl-C pass through
             self._not_a_fork()
             reply = {"error": self._describe(exc)}
         buffer = io.BytesIO()
@@ -336,6 +343,11 @@ class _Unpickler(pickle.Unpickler):
         return self.server.objects[int(pid)]
 
 
+def _pytest_failure(exc: BaseException) -> bool:
+    """pytest.fail's exception (whose __module__ pytest sets to 'builtins')."""
+    return type(exc).__name__ == "Failed" and any(c.__name__ == "OutcomeException" for c in type(exc).__mro__)
+
+
 def _cpu_expired(signum, frame) -> None:
     signal.setitimer(signal.ITIMER_PROF, 0)
     raise CpuTimeLimit()
@@ -470,6 +482,10 @@ def _recv_frame(sock: socket.socket, limit: int) -> bytes:
 
 def serve(sock: socket.socket, server: Server) -> int:
     """The student process's loop: one request, one reply, until the judge hangs up."""
+    try:
+        _send_frame(sock, READY)
+    except OSError:
+        return 0
     while True:
         try:
             data = _recv_frame(sock, 1 << 40)
@@ -480,6 +496,11 @@ def serve(sock: socket.socket, server: Server) -> int:
         except BaseException:  # noqa: BLE001 - even the error path failed
             server._not_a_fork()
             reply = server.broken
+        for stream in (sys.stdout, sys.stderr):  # what the code printed, before the answer
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - a stream the student's code replaced or closed
+                pass
         try:
             _send_frame(sock, reply)
         except OSError:
@@ -524,10 +545,20 @@ class SocketConnection(Connection):
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.broken = ""
+        self.ready = False
 
     def exchange(self, payload: bytes) -> bytes:
         if self.broken:
             raise StudentProcessGone(self.broken)
+        if not self.ready:
+            try:
+                greeting = _recv_frame(self.sock, len(READY))
+            except (EOFError, OSError, ReplyError):
+                greeting = b""
+            if greeting != READY:
+                self.broken = "the student's process did not start"
+                raise StudentNeverStarted(self.broken)
+            self.ready = True
         done = False
         try:
             _send_frame(self.sock, payload)

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 from grader import accounting, child, sandbox
 from grader.manifest import Manifest
-from grader.process import EXIT_STUDENT_GONE, LogBuffer, chapter_test_args, death_reason, kill_group
+from grader.process import EXIT_NO_STUDENT, EXIT_STUDENT_GONE, LogBuffer, chapter_test_args, death_reason, kill_group
 from grader.protocol import ACK, STOP, Action, ResultStream
 from grader.redact import printable
 from grader.results import ChapterResult, Outcome, Status, SubmissionResult
@@ -442,7 +442,10 @@ class Scheduler:
         run.kill()
         accounting.kill_uid(job.uid)
         if run.judged:
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_STUDENT_GONE \
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_STUDENT:
+                _infrastructure_error(job.chapters[run.chapter], "could not start the student's process: "
+                                      + (_last_line(job.log.text()) or "no reason given"))
+            elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_STUDENT_GONE \
                     and run.student_status is not None:
                 status = run.student_status  # why the student's process ended is the reason
             elif stream.done is None and run.stop is None and status != 0:

@@ -35,13 +35,13 @@ def test_batch_is_sorted_longest_first(impl):
 
 @pytest.mark.task("ch13.batch")
 @pytest.mark.points(1)
-def test_batch_is_padded_with_zeros(impl):
+def test_batch_is_padded_with_zeros_held_out(impl):
     check_padding(impl, ["Li", "Schmidt", "Abe", "van der Heyden"])
 
 
 @pytest.mark.task("ch13.batch")
 @pytest.mark.points(2)
-def test_labels_follow_their_names(impl):
+def test_labels_follow_their_names_held_out(impl):
     check_labels(impl, ["Li", "Schmidt", "Abe", "Rossi", "Kowalczyk"], torch.tensor([10, 11, 12, 13, 14]))
     # many names of equal length: each row must keep its own label, whatever the order of ties
     many = NAMES * 3
@@ -60,7 +60,7 @@ def test_batch_accepts_a_list_of_labels(impl):
 
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(1)
-def test_classifier_layers(impl, probes):
+def test_classifier_layers_held_out(impl, probes):
     check_layers(impl, probes, 100, 20, 6, 3)
 
 
@@ -116,7 +116,7 @@ def test_gradients_reach_every_layer(impl, probes):
 
 @pytest.mark.task("ch13.model")
 @pytest.mark.points(1)
-def test_forward_stays_on_the_models_device(probes):
+def test_forward_stays_on_the_models_device_held_out(probes):
     check_devices(probes, (128, 6, 4), {"n_layers": 3}, NAMES)
     check_devices(probes, (128, 6, 4), {"n_layers": 1, "bidirectional": False}, NAMES[:3])
 
@@ -138,7 +138,7 @@ def test_cuda_batch_with_lengths_on_the_gpu(impl):
 
 @pytest.mark.task("ch13.train")
 @pytest.mark.points(1)
-def test_train_epoch_matches_the_loop(probes):
+def test_train_epoch_matches_the_loop_held_out(probes):
     names = NAMES + ["Nowak", "Dubois"]
     check_train_epoch(probes, names, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0]), 4, seed=11)
 

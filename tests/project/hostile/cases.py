@@ -30,7 +30,8 @@ STUB_FORWARD = '        raise NotImplementedError("ch05.forward: LinearModel.for
 @dataclass
 class Case:
     student: str                 # the submission's id (its folder or archive name without suffix)
-    score: str | float           # "full", a number, or "full-<task or test>[,...]" (their points lost)
+    score: str | float           # "full", a number, "full-<task or test>[,...]" (their points lost),
+                                 # "same-as:<student>" (that student's score) or "any"
     status: str | None = None    # expected chapter status (None: any)
     says: str = ""               # phrase (case-insensitive) in the chapter reason or a failure message
     unreadable: str = ""         # phrase in the unreadable reason, if the submission cannot be read
@@ -126,7 +127,7 @@ print(LEAK)
         score="full", status="graded", checks=["no_hidden_source"])
     add("echoes_hidden", at_import(f"LEAK = {hidden_text!r}\nprint(LEAK)",
                                    in_function(FORWARD, "raise ValueError(LEAK)")),
-        score="full-ch05.forward,ch05.train", status="graded", says="hidden test source removed",
+        score="full-ch05.forward", status="graded", says="hidden test source removed",
         checks=["no_hidden_source"])
     # Patching what the tests use changes nothing: the tests run in the judge, which never
     # runs student code. The solution keeps its full marks, the stub its nothing.
@@ -199,8 +200,8 @@ def forgeries(token: str) -> dict[str, tuple[str, Case]]:
     zeros_forward = STUB.replace('raise NotImplementedError("ch05.forward: LinearModel.forward")',
                                  "return _wrap(torch.zeros(x.shape[0], 1))", 1)
     assert zeros_forward != STUB
-    shape_only = "full-" + ",".join(["ch05.train", "ch05.two_layer", "ch05.dynamic",
-                                     "test_forward_values_match_linear"])
+    shape_only = "same-as:honest_zeros"   # the honest twin: forward returns zeros, no trick
+    add("honest_zeros", zeros_forward.replace("return _wrap(", "return (", 1), "any")
     # 1. pytest's reports
     add("forge_report_properties", at_import("""
 import _pytest.reports as _r
