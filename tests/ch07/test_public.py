@@ -41,8 +41,8 @@ def _check_loaded(x, y, table, what):
         "with torch.from_numpy"
     assert y.dim() == 2 and y.shape == (n, 1), (
         f"the label has shape {list(y.shape)} for {what}, expected [{n}, 1]: keep the label 2-D "
-        "with data[:, [-1]] (data[:, -1] drops the column dimension, and BCELoss then broadcasts "
-        "or fails against the model's [N, 1] output)")
+        "(indexing the last column with a single integer drops the column dimension, and BCELoss then "
+        "broadcasts or fails against the model's [N, 1] output; a list or a slice keeps it)")
     assert x.shape == (n, columns - 1), (
         f"the features have shape {list(x.shape)} for {what} with {columns - 1} features and a label, "
         f"expected [{n}, {columns - 1}]: take all columns but the last, data[:, :-1]")
@@ -62,7 +62,7 @@ def test_load_shapes(impl, datasets_dir):
         "(torch.from_numpy)"
     assert x.shape == (532, 7), f"x has shape {list(x.shape)}, expected [532, 7]: all columns but the last"
     assert y.shape == (532, 1), f"y has shape {list(y.shape)}, expected [532, 1]: keep the label 2-D " \
-                                "with data[:, [-1]]"
+                                "(select the last column with a list or a slice, not a single integer)"
     assert x.dtype == torch.float32 and y.dtype == torch.float32, \
         f"got {x.dtype} features and a {y.dtype} label, expected float32: pass dtype=np.float32 to np.loadtxt"
     assert set(torch.unique(y).tolist()) == {0.0, 1.0} and int(y.sum()) == 177, \
@@ -89,7 +89,7 @@ def _make(impl, n_features, activation=None):
     except TypeError as exc:
         called = f"DiabetesModel({n_features}{', ' + activation.__name__ if activation else ''})"
         raise AssertionError(f"{called} failed: {exc}: take the activation class as the second argument "
-                             "(default nn.Sigmoid) and instantiate it, self.activation = activation()") from None
+                             "(default nn.Sigmoid) and instantiate it in __init__: it is a class, not a layer") from None
 
 
 def _key(name, tensor):
@@ -129,8 +129,8 @@ def _forward(model, x, activation_name):
         out = model(x)
     except TypeError as exc:
         raise AssertionError(f"DiabetesModel with {activation_name} failed in forward: {exc}: the "
-                             "activation is a class; instantiate it in __init__, "
-                             "self.activation = activation()") from None
+                             "activation is a class; instantiate it in __init__ "
+                             "and call the instance in forward") from None
     except RuntimeError as exc:
         if "cannot be multiplied" not in str(exc):
             raise
@@ -171,7 +171,7 @@ def check_model_values(impl, n_features, activation, x):
         elif activation not in (None, nn.Sigmoid) and torch.allclose(got, _network(layers, x, torch.sigmoid),
                                                                      atol=1e-6):
             hint = (f"the activation argument is ignored: with {name} the hidden layers still use a sigmoid; "
-                    "build self.activation = activation()")
+                    "build the hidden layers' activation from that argument")
         elif torch.allclose(got, act(F.linear(hidden_with[activation or nn.Sigmoid], w3, b3)), atol=1e-6):
             hint = ("the output goes through the activation, not a sigmoid: the last step must be the "
                     "sigmoid so the output is a probability")
@@ -220,7 +220,7 @@ def check_gradients_reach_every_layer(impl, probes, n_features, x):
         out, grads = probes.backward_grads(model, x)
     except TypeError as exc:
         raise AssertionError(f"DiabetesModel with Tanh failed: {exc}: instantiate the activation class "
-                             "in __init__, self.activation = activation()") from None
+                             "in __init__ (it is a class, not a layer)") from None
     assert isinstance(out, torch.Tensor) and out.requires_grad, \
         "the output does not require grad: do not detach inside forward"
     by_shape = {tuple(g.shape): g for g in grads.values() if isinstance(g, torch.Tensor) and g.dim() == 2}
