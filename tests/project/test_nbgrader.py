@@ -1,9 +1,11 @@
 """nbgrader: the chapters as nbgrader assignments, graded by nbgrader itself or in the sandbox.
 
-One course of chapters 05 and 08 (08 is the `if __name__ == "__main__":` chapter) is
-written, released with the real `nbgrader generate_assignment` and graded both ways, once
-for the whole module: three students per chapter (the solution, the untouched release, and
-for ch05 a catalogued mistake, which partial credit must score like `grader grade`).
+One course of chapter 08 (the `if __name__ == "__main__":` chapter, whose DataLoader
+workers and guard make it the hardest to run as a notebook) is written, released with the
+real `nbgrader generate_assignment` and graded both ways, once for the whole module: three
+students (the solution, the untouched release, and a catalogued mistake, which partial
+credit must score like `grader grade`). Other chapters' notebooks are read and graded by
+the cheaper tests at the end.
 
 nbgrader is an optional extra: without it these tests skip, except in CI (CI=true), where
 the extra is installed and its absence is a failure.
@@ -35,9 +37,11 @@ if not HAVE_NBGRADER and not IN_CI:
     pytest.skip("nbgrader is not installed (`make nbgrader-setup` installs the extra; CI does)",
                 allow_module_level=True)
 
-CHAPTERS_UNDER_TEST = ["05", "08"]
-MISTAKE = next(m for m in load_catalogue(ROOT / "tests" / "mistakes")["05"]
-               if m.name == "no zero_grad in the training loop")
+CHAPTERS_UNDER_TEST = ["08"]
+MISTAKE = next(m for m in load_catalogue(ROOT / "tests" / "mistakes")["08"]
+               if m.name == "no zero_grad between batches")
+MISTAKE05 = next(m for m in load_catalogue(ROOT / "tests" / "mistakes")["05"]
+                 if m.name == "no zero_grad in the training loop")
 BIN = Path(sys.executable).parent
 MIN_LINE = 20
 
@@ -114,7 +118,7 @@ def _build_course(tmp_path_factory) -> dict:
     for c, nb in releases.items():
         submit(root, "solution", c, filled(nb, c))
         submit(root, "untouched", c, nb)
-    submit(root, "mistake", "05", filled(releases["05"], "05", MISTAKE))
+    submit(root, "mistake", "08", filled(releases["08"], "08", MISTAKE))
     sandboxed = base / "sandboxed"
     shutil.copytree(root, sandboxed)
 
@@ -147,7 +151,7 @@ def _validate_then_sandboxed_route(base: Path, releases: dict, sandboxed: Path) 
     export = sandboxed / "export.csv"
     if imported.returncode == 0:
         nbgrader(["export", "--to", str(export)], sandboxed)
-        nbgrader(["generate_feedback", "ch05", "--student", "mistake"], sandboxed)
+        nbgrader(["generate_feedback", "ch08", "--student", "mistake"], sandboxed)
     return {"validate": validate, "grade": grade, "imported": imported, "export": export}
 
 
@@ -192,7 +196,7 @@ def _secrets() -> tuple[set[str], set[str]]:
 
 def test_release_has_no_solution_line_and_no_hidden_test(course):
     secrets, names = _secrets()
-    assert len(secrets) > 100 and len(names) > 10      # the search is not vacuous
+    assert len(secrets) > 40 and len(names) > 5      # the search is not vacuous
     pattern = re.compile(r"\b(" + "|".join(sorted(names)) + r")\b")
     for c in CHAPTERS_UNDER_TEST:
         path = course["root"] / "release" / f"ch{c}" / f"ch{c}.ipynb"
@@ -224,11 +228,11 @@ def test_autograde_solution_full_release_zero_same_as_grader_grade(course):
         for student in ("solution", "untouched", "mistake"):
             if (student, f"ch{c}") in scores:
                 assert scores[(student, f"ch{c}")][0] == float(grades[student][f"ch{c}"]), (student, c)
-    assert 0 < scores[("mistake", "ch05")][0] < scores[("solution", "ch05")][0]
+    assert 0 < scores[("mistake", "ch08")][0] < scores[("solution", "ch08")][0]
 
 
 def test_autograded_cells_say_what_to_fix(course):
-    nb = json.loads((course["root"] / "autograded" / "mistake" / "ch05" / "ch05.ipynb").read_text())
+    nb = json.loads((course["root"] / "autograded" / "mistake" / "ch08" / "ch08.ipynb").read_text())
     text = json.dumps([c.get("outputs", []) for c in nb["cells"]])
     assert MISTAKE.message in text, "the mistake's message is not in the autograded notebook"
 
@@ -260,7 +264,7 @@ def test_sandboxed_grade_import_export_equals_grades_csv(course):
 
 def test_imported_notebooks_feed_generate_feedback(course):
     assert course["imported"].returncode == 0, course["imported"].stderr[-3000:]
-    html = (course["sandboxed"] / "feedback" / "mistake" / "ch05" / "ch05.html").read_text(encoding="utf-8")
+    html = (course["sandboxed"] / "feedback" / "mistake" / "ch08" / "ch08.html").read_text(encoding="utf-8")
     assert MISTAKE.message in html.replace("&#39;", "'").replace("&quot;", '"')
 
 
@@ -297,7 +301,7 @@ def test_submissions_read_notebooks_from_nbgrader_layout_and_archives(tmp_path):
 
     from grader import submissions
 
-    solved = filled(_release_notebook("05"), "05", MISTAKE)
+    solved = filled(_release_notebook("05"), "05", MISTAKE05)
     solved["cells"].append({"cell_type": "code", "id": "scratch", "metadata": {}, "outputs": [],
                             "execution_count": None, "source": "print('scratch work')"})
     folder = tmp_path / "submitted" / "alice" / "ch05"
@@ -310,7 +314,7 @@ def test_submissions_read_notebooks_from_nbgrader_layout_and_archives(tmp_path):
     alice, bob = (submissions.read(s) for s in subs)
     filename = CHAPTERS["05"].filename
     solution = (ROOT / "solutions" / filename).read_text(encoding="utf-8")
-    assert alice.files[filename].decode() == MISTAKE.apply(solution)   # scratch cells are not code
+    assert alice.files[filename].decode() == MISTAKE05.apply(solution)   # scratch cells are not code
     assert bob.files[filename] == (ROOT / "exercises" / filename).read_bytes()
     assert CHAPTERS["03"].filename not in bob.files
     assert any("ch03.ipynb is not a notebook" in n for n in bob.notes), bob.notes
