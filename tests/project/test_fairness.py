@@ -18,7 +18,7 @@ import pytest
 from grader.calibration import scale
 from grader.paths import ROOT
 from grader.sandbox import Limits
-from hostile.cases import FILENAME, SOLUTION, at_import, in_function
+from hostile.cases import FILENAME, SOLUTION, TWO_LAYER, at_import, in_function
 from hostile.harness import results, run_cli
 
 CH14 = "ch14_lenet_cifar.py"
@@ -97,9 +97,9 @@ def test_grades_are_the_same_beside_a_cpu_hog(small_cohort, tmp_path):
 
 
 def test_a_cpu_bound_loop_is_stopped_by_the_cpu_limit_even_with_the_alarm_switched_off(tmp_path):
-    spin = in_function("        return self.linear(x)\n", "while True:\n    pass")
-    disarmed = in_function("        return self.linear(x)\n",
-                           "import signal\nsignal.setitimer(signal.ITIMER_PROF, 0)\nwhile True:\n    pass")
+    # in TwoLayerNet.forward, which three tests call: each of them is stopped
+    spin = in_function(TWO_LAYER, "while True:\n    pass")
+    disarmed = in_function(TWO_LAYER, "import signal\nsignal.setitimer(signal.ITIMER_PROF, 0)\nwhile True:\n    pass")
     subs = _cohort(tmp_path / "subs", {"spin": {FILENAME: spin}, "disarmed": {FILENAME: disarmed},
                                        "honest": {FILENAME: SOLUTION}})
     out = tmp_path / "out"
