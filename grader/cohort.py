@@ -118,7 +118,8 @@ def add_grade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="grade only the K-th of N slices of the cohort (1-based; a student's "
                         "slice depends only on the id)")
-    p.add_argument("--tests", default=None, metavar="DIR", help="tests folder (default: the repository's)")
+    p.add_argument("--tests", default=None, metavar="DIR",
+                   help="tests folder, named tests and holding chNN/ folders (default: the repository's)")
     p.add_argument("--datasets", default=None, metavar="DIR",
                    help="data folder, read-only to students (default: the repository's datasets/)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary table")
@@ -227,6 +228,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     tests_root = tests_dir(args.tests)
+    if not tests_root.is_dir():
+        return _fail(f"--tests {args.tests}: no such folder")
+    if tests_root.name != "tests":
+        # graded test ids are tests/chNN/...: the manifests, the sandbox's copy and the
+        # judge all name them from the folder
+        return _fail(f"--tests {args.tests}: the folder must be named 'tests' (it holds chNN/ "
+                     "folders); rename it, or put it in a folder of its own as tests/")
     datasets = datasets_dir(args.datasets)
     out = Path(args.out).resolve()
     if out == submissions or submissions.is_relative_to(out) or out.is_relative_to(submissions):

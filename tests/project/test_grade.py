@@ -311,6 +311,16 @@ def test_grade_matches_check_on_another_chapter(tmp_path):
 
 # --------------------------------------------------------------------------- units
 
+def test_a_tests_folder_of_another_name_is_refused_in_one_line(tmp_path, capsys):
+    from grader import cli
+    (tmp_path / "mytests" / "ch05").mkdir(parents=True)
+    for folder, says in ((tmp_path / "mytests", "must be named 'tests'"), (tmp_path / "none", "no such folder")):
+        code = cli.main(["grade", str(DEMO), "-o", str(tmp_path / "out"), "--tests", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_chapter_choice():
     a = collect.Submission("a", Path("a"), files={"ch05_linear_regression.py": b""})
     b = collect.Submission("b", Path("b"), files={"ch03_gradient_descent.py": b"", "ch09_softmax_classifier.py": b""})
