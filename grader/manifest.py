@@ -52,15 +52,19 @@ def tests_hash(folder: Path) -> str:
 def source_lines(folder: Path, min_length: int = 20) -> list[str]:
     """Distinctive lines of the hidden test files: text that must never reach feedback.
 
-    A line that also occurs inside one of the file's own string constants (a failure
-    message quoting `optimizer.zero_grad()`, say) is left out: messages may say it."""
+    Left out, because they are no secret: a line that also occurs inside one of the file's
+    own string constants (a failure message quoting `optimizer.zero_grad()`, say), and a
+    line that also occurs in the folder's public files (the public tests and probes, which
+    students have), such as code a hidden test shares with a public one."""
+    public = "\n".join(path.read_text(encoding="utf-8", errors="replace")
+                       for path in sorted(folder.glob("*.py")) if not path.name.startswith("test_hidden"))
     lines = set()
     for path in sorted(folder.glob("test_hidden*.py")):
         text = path.read_text(encoding="utf-8", errors="replace")
         said = "\n".join(_string_constants(text))
         for line in text.splitlines():
             s = line.strip()
-            if len(s) >= min_length and s not in said:
+            if len(s) >= min_length and s not in said and s not in public:
                 lines.add(s)
     return sorted(lines, key=len, reverse=True)
 

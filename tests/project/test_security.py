@@ -234,3 +234,18 @@ def test_the_review_scan_flags_reaching_code_and_spares_the_solutions():
     text = " ".join(flagged)
     for what in ("ctypes", "stack frames", "exec", "torch function modes", "sys.modules"):
         assert what in text, what
+
+
+def test_hidden_lines_to_redact_leave_out_what_students_already_have(tmp_path):
+    from grader.manifest import source_lines
+    (tmp_path / "test_public.py").write_text("def helper(model):\n    optimizer.zero_grad_on_every_batch()\n")
+    (tmp_path / "probes.py").write_text("held_out = load_the_probe_inputs(seed=7)\n")
+    (tmp_path / "test_hidden.py").write_text(
+        "def test_x():\n"
+        "    optimizer.zero_grad_on_every_batch()\n"       # also in the public tests
+        "    held_out = load_the_probe_inputs(seed=7)\n"   # also in the probes
+        "    expected = secret_threshold_value(0.95)\n"    # only here: a secret
+        "    assert ok, 'call reported_in_a_message_only()'\n"
+        "    reported_in_a_message_only()\n")            # quoted by the file's own message
+    assert source_lines(tmp_path) == ["assert ok, 'call reported_in_a_message_only()'",
+                                      "expected = secret_threshold_value(0.95)"]
