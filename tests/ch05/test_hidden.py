@@ -9,6 +9,8 @@ from torch import nn
 from grader.remote import type_name
 from grader.testing import assert_close, reference_losses
 
+from .test_public import _depth_of, _distinct_input, _dynamic_weights
+
 
 def _length(value):
     try:
@@ -194,52 +196,6 @@ def test_two_layer_held_out_sizes(impl):
 
 
 # --------------------------------------------------------------------------- ch05.dynamic
-
-def _dynamic_weights(net, d_in, hidden, d_out):
-    n_params = sum(p.numel() for p in net.parameters())
-    assert n_params == (d_in * hidden + hidden) + (hidden * hidden + hidden) + (hidden * d_out + d_out), \
-        "DynamicNet should own exactly three Linear layers; do not create layers inside forward"
-    sd = net.state_dict()
-    found = {}
-    for layer in ("input_linear", "middle_linear", "output_linear"):
-        for part in ("weight", "bias"):
-            keys = [k for k in sd if k == f"{layer}.{part}" or k.endswith(f".{layer}.{part}")]
-            assert keys, f"the tests read DynamicNet's layers by the names __init__ gives them: keep " \
-                         f"self.{layer} (no {layer}.{part} in its state_dict)"
-            found[f"{layer}.{part}"] = sd[keys[0]]
-    return found
-
-
-def _dynamic_outputs(w, x, depths):
-    def layer(name, h):
-        return F.linear(h, w[f"{name}.weight"], w[f"{name}.bias"])
-
-    outs = []
-    h = torch.relu(layer("input_linear", x))
-    for depth in range(max(depths) + 1):
-        if depth:
-            h = torch.relu(layer("middle_linear", h))
-        outs.append(layer("output_linear", h))
-    return {d: outs[d] for d in depths}
-
-
-def _depth_of(out, wants):
-    for depth, want in wants.items():
-        if isinstance(out, torch.Tensor) and out.shape == want.shape and torch.allclose(out, want, atol=1e-5):
-            return depth
-    return None
-
-
-def _distinct_input(w, d_in, depths, seed):
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(20):
-        x = torch.randn(5, d_in, generator=gen) * 2
-        wants = _dynamic_outputs(w, x, depths)
-        if all(not torch.allclose(wants[a], wants[b], atol=1e-3) for a in depths for b in depths if a < b):
-            return x, wants
-    raise AssertionError("DynamicNet's weights give the same output at several depths: "
-                         "keep the layers nn.Linear's initialisation gives them")
-
 
 @pytest.mark.task("ch05.dynamic")
 @pytest.mark.points(1)

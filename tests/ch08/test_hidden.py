@@ -2,7 +2,6 @@
 orders and seeds, the workers, and the accuracy of a graded run. The guard is checked by
 the public tests alone (importing the file, and running it under spawn)."""
 import copy
-import re
 
 import numpy as np
 import pytest
@@ -10,97 +9,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from grader.remote import ImplImportError, is_instance, type_name
+from grader.remote import is_instance, type_name
 from grader.testing import assert_close
 
-N_ROWS, N_FEATURES = 532, 7
-GUARD = ("call main() only when the file runs as a script, not when it is imported "
-         "(the `__main__` guard of lecture 08)")
-_WHERE = re.compile(r" \(at [^()]+:\d+ in ([^()]+)\)$")
-
-
-def explain_import_error(message):
-    """The plugin's message for a file that fails to import, and, when the crash happened
-    inside a function, that it is the import itself that ran it (a top-level main() call)."""
-    match = _WHERE.search(message)
-    if message.startswith("importing ") and match and match.group(1) != "<module>":
-        return (f"{message}; it is the import that ran {match.group(1)}: code at the top level of the file, "
-                "such as a main() call, runs whenever the file is imported, by these tests and by every "
-                f"DataLoader worker on Windows/macOS: {GUARD}")
-    return message
-
-
-@pytest.fixture
-def impl(student):
-    """The student's module (a handle), with a failed import explained."""
-    try:
-        return student.module
-    except ImplImportError as exc:
-        raise ImplImportError(explain_import_error(str(exc))) from None
-
-
-@pytest.fixture
-def probes(student, impl):
-    """The chapter's probes; a file that fails to import is reported as `impl` does."""
-    return student.probes
-
-
-_TABLES = {}
-
-
-@pytest.fixture
-def diabetes_path(datasets_dir):
-    return datasets_dir / "diabetes.csv.gz"
-
-
-@pytest.fixture
-def table(diabetes_path):
-    if diabetes_path not in _TABLES:
-        _TABLES[diabetes_path] = np.loadtxt(diabetes_path, delimiter=",", dtype=np.float32)
-    return _TABLES[diabetes_path]
-
-
-def tensor_dataset(table):
-    return TensorDataset(torch.from_numpy(table[:, :-1].copy()), torch.from_numpy(table[:, -1:].copy()))
+from .test_public import (N_FEATURES, N_ROWS, check_length, check_sample, tensor_dataset,  # noqa: F401 - fixtures
+                          diabetes_path, impl, probes, table)
 
 
 # --------------------------------------------------------------------------- dataset
-
-def check_length(n, table, what):
-    rows, columns = table.shape
-    if n == columns and n != rows:
-        raise AssertionError(f"len(dataset) is {n} on {what}, the number of columns: __len__ must return "
-                             f"the number of rows (samples), {rows}: xy.shape[0]")
-    assert n == rows, f"len(dataset) is {n} on {what}, expected {rows} (one sample per row of the file): " \
-                      "read the file given by path and keep its number of rows"
-
-
-def check_sample(sample, table, i, what="the lecture's file"):
-    assert isinstance(sample, (tuple, list)) and len(sample) == 2, \
-        f"dataset[{i}] returned {type_name(sample)}: it should return a tuple (features, label)"
-    x, y = sample
-    assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor), \
-        f"dataset[{i}] returned ({type_name(x)}, {type_name(y)}): return tensors " \
-        "(convert the numpy arrays with torch.from_numpy in __init__)"
-    assert x.dtype == torch.float32 and y.dtype == torch.float32, \
-        f"dataset[{i}] returned {x.dtype} features and {y.dtype} labels, expected float32 like the model's " \
-        "weights: read the file with dtype=np.float32"
-    assert y.dim() != 0, ("the label of a sample is a 0-d tensor: keep the label column 2-D with "
-                          "xy[:, [-1]], so a batch of labels is [B, 1] like the model's output")
-    features = table.shape[1] - 1
-    if x.numel() == table.shape[1]:
-        raise AssertionError(f"the features of a sample have shape {list(x.shape)} on {what}: the label column "
-                             "is included, take every column but the last, xy[:, :-1]")
-    assert x.shape == (features,), \
-        f"the features of a sample have shape {list(x.shape)} on {what}, expected [{features}]: every column " \
-        "but the last (do not hard-code the number of columns)"
-    assert y.shape == (1,), f"the label of a sample has shape {list(y.shape)}, expected [1]"
-    if torch.allclose(y, torch.from_numpy(table[i, :1])) and not np.allclose(table[i, :1], table[i, -1:]):
-        raise AssertionError("the label is taken from the first column: it is the last one, xy[:, [-1]]")
-    assert_close(x, table[i, :-1], f"the features of sample {i} of {what}",
-                 hint="the features are every column but the last, xy[:, :-1]")
-    assert_close(y, table[i, -1:], f"the label of sample {i} of {what}", hint="the label is the last column")
-
 
 @pytest.mark.task("ch08.dataset")
 @pytest.mark.points(1)
