@@ -1,18 +1,17 @@
 """Chapter 08, hidden tests: the public checks again on held-out rows, files, settings,
 orders and seeds, the workers, and the accuracy of a graded run. The guard is checked by
 the public tests alone (importing the file, and running it under spawn)."""
-import copy
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from grader.remote import is_instance, type_name
 from grader.testing import assert_close
 
 from .test_public import (N_FEATURES, N_ROWS, check_length, check_sample, tensor_dataset,  # noqa: F401 - fixtures
+                          check_lecture_loop, reference_model,
                           diabetes_path, impl, probes, table)
 
 
@@ -82,60 +81,6 @@ def test_loader_with_workers_sees_every_sample_once(impl, table):
 
 
 # --------------------------------------------------------------------------- train
-
-def reference_model(n_features, seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(n_features, 6), nn.Sigmoid(), nn.Linear(6, 4), nn.Sigmoid(),
-                         nn.Linear(4, 1), nn.Sigmoid())
-
-
-def reference_history(model, loader, epochs, lr, *, zero_grad=True, reduction="mean",
-                      epoch_value="mean_of_batches"):
-    """The lecture's mini-batch loop, and the usual ways of getting it wrong, for fingerprints."""
-    criterion = nn.BCELoss(reduction=reduction)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    history = []
-    for _ in range(epochs):
-        losses = []
-        for inputs, labels in loader:
-            loss = criterion(model(inputs), labels)
-            if zero_grad:
-                optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        history.append({"mean_of_batches": sum(losses) / len(losses), "sum_of_batches": sum(losses),
-                        "last_batch": losses[-1],
-                        "per_sample": sum(losses) / len(loader.dataset)}[epoch_value])
-    return history
-
-
-def check_lecture_loop(impl, loader, start, epochs, lr):
-    got = impl.train_minibatch(copy.deepcopy(start), loader, epochs=epochs, lr=lr)
-    assert isinstance(got, list) and len(got) == epochs, \
-        f"train_minibatch(epochs={epochs}) should return a list of {epochs} numbers"
-    got = torch.tensor([float(v) for v in got])
-    want = torch.tensor(reference_history(copy.deepcopy(start), loader, epochs, lr))
-    if not torch.allclose(got, want, rtol=1e-4):
-        for kwargs, wrong_lr, mistake in [
-            (dict(zero_grad=False), lr, "the gradients pile up: call optimizer.zero_grad() for every "
-                                        "batch, before loss.backward()"),
-            (dict(epoch_value="sum_of_batches"), lr, "an epoch's value is the sum of its batch losses: "
-                                                     "divide the total by the number of batches"),
-            (dict(epoch_value="per_sample"), lr, "the total is divided by the number of samples: "
-                                                 "divide it by the number of batches, len(loader)"),
-            (dict(epoch_value="last_batch"), lr, "only the last batch's loss is kept: average the "
-                                                 "losses of all the batches of the epoch"),
-            (dict(reduction="sum"), lr, "the loss is summed over each batch: use nn.BCELoss(), "
-                                        "the mean over the batch"),
-            ({}, 0.01, "the learning rate is fixed at 0.01: pass lr=lr to torch.optim.SGD"),
-        ]:
-            wrong = torch.tensor(reference_history(copy.deepcopy(start), loader, epochs, wrong_lr, **kwargs))
-            if torch.allclose(got, wrong, rtol=1e-4):
-                raise AssertionError(f"train_minibatch follows a known mistake: {mistake}")
-    assert_close(got, want, "the mean batch loss of each epoch", rtol=1e-4,
-                 hint="for every batch: loss, zero_grad, backward, step; per epoch the mean of the batch losses")
-
 
 @pytest.mark.task("ch08.train")
 @pytest.mark.points(2)
