@@ -9,28 +9,10 @@ from torch import nn
 from grader.remote import type_name
 from grader.testing import assert_close, reference_losses
 
-from .test_public import _depth_of, _distinct_input, _dynamic_weights
-
-
-def _length(value):
-    try:
-        return len(value)
-    except Exception:  # noqa: BLE001 - no length: say so in the message
-        return "?"
+from .test_public import _depth_of, _distinct_input, _dynamic_weights, _length, _load_line
 
 
 # --------------------------------------------------------------------------- ch05.forward
-
-def _load_line(model, weight, bias):
-    """Give LinearModel's one nn.Linear(1, 1) this weight and bias, whatever its name."""
-    sd = model.state_dict()
-    shapes = sorted({tuple(v.shape) for v in sd.values()})
-    assert shapes == [(1,), (1, 1)], \
-        f"LinearModel should hold one nn.Linear(1, 1) (self.linear, as __init__ creates it); its state_dict " \
-        f"holds tensors of shapes {[list(s) for s in shapes]}"
-    model.load_state_dict({k: torch.tensor([[weight]]) if v.dim() == 2 else torch.tensor([bias])
-                           for k, v in sd.items()})
-
 
 @pytest.mark.task("ch05.forward")
 @pytest.mark.points(2)

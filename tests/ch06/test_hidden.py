@@ -9,22 +9,13 @@ from torch import nn
 from grader.remote import type_name
 from grader.testing import assert_close, check_gradients, reference_losses
 
+from .test_public import _length, _load_line
+
 X_LECTURE = torch.tensor([[1.0], [2.0], [3.0]])
 Y_LECTURE = torch.tensor([[0.0], [0.0], [1.0]])
 
 
 # ----------------------------------------------------------------------------- model
-
-def _load_line(model, weight, bias):
-    """Give the model's one nn.Linear(1, 1) this weight and bias, whatever its name."""
-    sd = model.state_dict()
-    shapes = sorted({tuple(v.shape) for v in sd.values()})
-    assert shapes == [(1,), (1, 1)], \
-        f"LogisticRegressionModel should hold one nn.Linear(1, 1) (self.linear, as __init__ creates it); its " \
-        f"state_dict holds tensors of shapes {[list(s) for s in shapes]}"
-    model.load_state_dict({k: torch.tensor([[weight]]) if v.dim() == 2 else torch.tensor([bias])
-                           for k, v in sd.items()})
-
 
 @pytest.mark.task("ch06.model")
 @pytest.mark.points(2)
@@ -167,13 +158,6 @@ def _reference(start, x, y, epochs, lr, **mistake):
     model = _Lecture(start)
     criterion = nn.BCELoss(reduction=mistake.pop("reduction", "sum"))
     return reference_losses(model, criterion, x, y, epochs, lr, **mistake), model.linear.state_dict()
-
-
-def _length(value):
-    try:
-        return len(value)
-    except Exception:  # noqa: BLE001 - no length: say so in the message
-        return "?"
 
 
 def _as_losses(values, epochs):
