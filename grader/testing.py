@@ -151,3 +151,23 @@ def reference_losses(model: torch.nn.Module, criterion: Callable, x: torch.Tenso
             loss = criterion(model(x), y)
         losses.append(loss.item())
     return losses
+
+
+def length_of(value) -> int | str:
+    """len(value), or "?" when it has none: for messages about what a function returned."""
+    try:
+        return len(value)
+    except Exception:  # noqa: BLE001 - no length: say so in the message
+        return "?"
+
+
+def load_line(model, weight: float, bias: float, model_name: str) -> None:
+    """Give a model whose only layer is one nn.Linear(1, 1) (ch05's and ch06's) this weight
+    and bias, whatever the layer's name."""
+    sd = model.state_dict()
+    shapes = sorted({tuple(v.shape) for v in sd.values()})
+    assert shapes == [(1,), (1, 1)], \
+        f"{model_name} should hold one nn.Linear(1, 1) (self.linear, as __init__ creates it); its " \
+        f"state_dict holds tensors of shapes {[list(s) for s in shapes]}"
+    model.load_state_dict({k: torch.tensor([[weight]]) if v.dim() == 2 else torch.tensor([bias])
+                           for k, v in sd.items()})
