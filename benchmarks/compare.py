@@ -8,8 +8,9 @@ One run on one machine, the same submissions and the same tests for every way:
 * naive: a fresh `python -m pytest` per submission, CORES at a time;
 * nbgrader: `nbgrader autograde` of the same submissions as notebooks made by
   `grader nbgrader`, when nbgrader is installed (`make nbgrader-setup`);
-* floor: the same suite run in one already warm interpreter, once per submission, its
-  total divided by CORES: what grading cannot beat without faster tests.
+* floor: the same suite with the same pytest options, run in one already warm interpreter
+  (its heap frozen, as the zygote's is), once per submission, its total divided by CORES:
+  what grading cannot beat without faster tests.
 
 Every way must give every student the same score; the script says so or fails. It also
 times `grader check` of the chapter (median of 5) and each chapter's full suite on the
@@ -44,10 +45,13 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 GRADER = str(ROOT / ".venv" / "bin" / "grader")
 
 FLOOR_SCRIPT = r"""
-import json, sys, time
-import pytest, torch, torch._dynamo  # noqa: F401 - warm, as the grader's zygote is
+import json, os, sys, time
+os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+import pytest
 from grader.plugin import RESULTS_KEY
-tests, folders = sys.argv[1], sys.argv[2:]
+from grader.process import chapter_test_args, plugin_args, warm_up
+warm_up()  # imports and a frozen heap, as the grader's zygote has them
+tests, chapter, folders = sys.argv[1], sys.argv[2], sys.argv[3:]
 
 class Grab:
     @pytest.hookimpl(trylast=True)
@@ -57,8 +61,8 @@ class Grab:
 scores, times = {}, []
 for folder in folders:
     start = time.perf_counter()
-    pytest.main([tests, f"--impl={folder}", "-q", "-p", "no:cacheprovider", "-p", "grader.plugin",
-                 "-o", "console_output_style=classic"], plugins=[Grab()])
+    pytest.main(plugin_args() + chapter_test_args(chapter, folder, tests_dir=__import__("pathlib").Path(tests)),
+                plugins=[Grab()])
     times.append(time.perf_counter() - start)
     scores[folder] = Grab.score
 print("FLOOR " + json.dumps({"scores": scores, "times": times}))
@@ -121,7 +125,7 @@ def way_naive(subs: Path, work: Path, chapter: str, jobs: int) -> dict:
 
 def way_floor(subs: Path, chapter: str, jobs: int) -> dict:
     folders = [str(p) for p in sorted(subs.iterdir())]
-    proc = subprocess.run([PYTHON, "-c", FLOOR_SCRIPT, str(ROOT / "tests" / f"ch{chapter}"), *folders],
+    proc = subprocess.run([PYTHON, "-c", FLOOR_SCRIPT, str(ROOT / "tests"), chapter, *folders],
                           cwd=ROOT, capture_output=True, text=True)
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("FLOOR "))
     data = json.loads(line[len("FLOOR "):])

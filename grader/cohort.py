@@ -300,8 +300,9 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         require_gpu = getattr(args, "require_gpu", False)
         if todo or require_gpu:
             uids.acquire(args.jobs)
+            from grader.htmlreport import preload
             warm = zygote.warm_up(_needs_vision(chapters, tests_root),
-                                  calibrate=args.timeout is None or args.cpu is None)
+                                  calibrate=args.timeout is None or args.cpu is None, meanwhile=preload)
             if warm.get("calibration"):
                 calibration = Calibration(**warm["calibration"])
                 limits = limits.scaled(calibration.factor)

@@ -27,7 +27,7 @@ import signal
 import socket
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from grader import accounting, sandbox
 from grader.process import fork_child, kill_group
@@ -50,16 +50,25 @@ class Zygote:
 
     def request(self, message: dict[str, Any], fds: list[int] = ()) -> dict[str, Any]:
         socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
+        return self._reply(str(message.get("op")))
+
+    def warm_up(self, vision: bool, calibrate: bool, meanwhile: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Import and calibrate in the zygote; `meanwhile()` runs here as it does (seconds
+        in which this process would otherwise only wait)."""
+        socket.send_fds(self.control, [json.dumps({"op": "warm", "vision": vision, "calibrate": calibrate})
+                                       .encode()], [])
+        if meanwhile is not None:
+            meanwhile()
+        return self._reply("warm")
+
+    def _reply(self, op: str) -> dict[str, Any]:
         data = self.control.recv(MESSAGE)
         if not data:
             raise OSError("the grader's zygote process ended unexpectedly")
         reply = json.loads(data)
         if "error" in reply:
-            raise OSError(f"the zygote could not {message.get('op')}: {reply['error']}")
+            raise OSError(f"the zygote could not {op}: {reply['error']}")
         return reply
-
-    def warm_up(self, vision: bool, calibrate: bool) -> dict[str, Any]:
-        return self.request({"op": "warm", "vision": vision, "calibrate": calibrate})
 
     def fork(self, op: str, payload: dict[str, Any], fds: list[int]) -> int:
         return int(self.request({"op": op, **payload}, fds)["pid"])

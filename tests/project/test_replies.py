@@ -1,0 +1,122 @@
+"""What the student's process sends back to the judge (grader.remote's reply format).
+
+Pure: no fork, no pytest child. A reply must bring every tensor back exactly (dtype,
+shape, device, values, whatever its strides), and bytes written by a hostile process must
+be read as plain data or refused, never run.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from grader.remote import Server, _dump_reply, _load_reply, _decode, LocalConnection, ReplyError
+
+
+def _round_trip(value):
+    return _load_reply(_dump_reply({"ok": value}))["ok"]
+
+
+TENSORS = {
+    "float32": lambda: torch.randn(3, 4),
+    "transposed": lambda: torch.randn(3, 4).t(),
+    "column of a wide matrix": lambda: torch.randn(4, 532)[:, 5],
+    "one element with a large stride": lambda: torch.randn(3, 9)[1:2, 3],
+    "expanded": lambda: torch.randn(2, 3).expand(4, 2, 3),
+    "float64": lambda: torch.randn(5, dtype=torch.float64),
+    "float16": lambda: torch.randn(5).half(),
+    "bfloat16": lambda: torch.randn(5).bfloat16(),
+    "complex conjugate view": lambda: torch.randn(3, dtype=torch.complex64).conj(),
+    "negated complex128": lambda: -torch.randn(2, dtype=torch.complex128).conj(),
+    "int64 slice": lambda: torch.arange(10)[2:7],
+    "int8": lambda: torch.randint(-5, 5, (4,), dtype=torch.int8),
+    "bool": lambda: torch.tensor([True, False, True]),
+    "empty": lambda: torch.empty(0, 3),
+    "scalar": lambda: torch.tensor(5),
+}
+
+
+@pytest.mark.parametrize("make", TENSORS.values(), ids=TENSORS.keys())
+def test_a_tensor_comes_back_exactly(make):
+    value = make()
+    back = _round_trip(value)
+    assert type(back) is torch.Tensor and back.dtype == value.dtype and back.shape == value.shape
+    assert back.device == value.device
+    assert torch.equal(back, value.resolve_conj().resolve_neg())
+
+
+def test_a_meta_tensor_comes_back_with_its_shape_and_dtype():
+    back = _round_trip(torch.empty(2, 3, dtype=torch.float16, device="meta"))
+    assert back.is_meta and back.shape == (2, 3) and back.dtype == torch.float16
+
+
+def test_plain_values_come_back_equal():
+    value = [1, 2.5, "text", b"bytes", None, True, 1 + 2j, torch.float32, torch.device("cpu"),
+             torch.Size([2, 3]), OrderedDict(a=1, b=[2]), (1, ("x", {"k": 3.0}))]
+    back = _round_trip(value)
+    assert back == value and type(back[9]) is torch.Size and type(back[10]) is OrderedDict
+
+
+def test_a_tensor_the_plain_format_cannot_carry_goes_in_torch_saves_format():
+    sparse = torch.randn(3, 3).to_sparse()
+    data = _dump_reply({"ok": sparse})
+    assert data[:4] == b"PK\x03\x04"
+    with pytest.warns(UserWarning):  # torch checks the sparse tensor it reads
+        back = _load_reply(data)["ok"]
+    assert back.layout == torch.sparse_coo and torch.equal(back.to_dense(), sparse.to_dense())
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+@pytest.mark.parametrize("payload", [
+    pickle.dumps(_RunsCode()),
+    pickle.dumps({"ok": torch.nn.Linear(1, 1)}),           # a class: the student's process keeps those
+    pickle.dumps({"ok": [print]}),
+], ids=["os.system", "a module object", "a builtin function"])
+def test_a_forged_reply_that_names_code_is_refused(payload):
+    with pytest.raises(pickle.UnpicklingError, match="not plain data"):
+        _load_reply(payload)
+
+
+@pytest.mark.parametrize("pid", [
+    ("tensor", "float32", (2,), "cpu", b"\x00" * 7),       # 7 bytes for 2 floats
+    ("tensor", "object", (1,), "cpu", b"\x00" * 8),        # no such dtype
+    ("tensor", "float32", (-1,), "cpu", b""),              # a negative size
+    ("dtype", "torch.Tensor"),
+    ("module", "os"),
+], ids=["short data", "unknown dtype", "negative size", "unknown dtype name", "unknown kind"])
+def test_a_malformed_reference_is_refused(pid):
+    class Forge(pickle.Pickler):
+        def persistent_id(self, obj):
+            return pid if obj == "here" else None
+
+    buffer = io.BytesIO()
+    Forge(buffer, protocol=5).dump({"ok": "here"})
+    with pytest.raises(pickle.UnpicklingError):
+        _load_reply(buffer.getvalue())
+
+
+def test_an_unreadable_reply_is_the_students_error_in_one_line():
+    class Garbage(LocalConnection):
+        def exchange(self, payload: bytes) -> bytes:
+            return pickle.dumps(_RunsCode())
+
+    conn = Garbage(Server(load_module=None, load_probes=None, local=True))
+    with pytest.raises(ReplyError, match="could not be read back: UnpicklingError"):
+        conn.request("seed", seed=0)
+
+
+def test_a_tensor_reply_rebuilds_parameters_and_gradients():
+    weight = torch.nn.Parameter(torch.randn(2, 2))
+    weight.sum().backward()
+    server = Server(load_module=None, load_probes=None, local=True)
+    back = _decode(_round_trip(server._encode(weight, [0], 0)), None)
+    assert isinstance(back, torch.nn.Parameter) and back.requires_grad
+    assert torch.equal(back, weight.detach()) and torch.equal(back.grad, torch.ones(2, 2))
