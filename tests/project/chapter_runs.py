@@ -7,9 +7,11 @@ from pathlib import Path
 from grader.mistakes import load_catalogue, load_variants
 from grader.paths import ROOT
 from grader.check import RunOutcome, run_pytest
+from grader.htmlreport import preload
 from grader.process import chapter_test_args, warm_up
 
-warm_up()
+preload()   # the plotting library, for the report of every `grader grade` the tests fork
+warm_up()   # ... and torch, pytest and the plugin, then a frozen heap
 
 TESTS = ROOT / "tests"
 CHAPTERS_WITH_TESTS = sorted(p.name[2:] for p in TESTS.glob("ch[0-9][0-9]") if p.is_dir())

@@ -97,9 +97,11 @@ def test_grades_are_the_same_beside_a_cpu_hog(small_cohort, tmp_path):
 
 
 def test_a_cpu_bound_loop_is_stopped_by_the_cpu_limit_even_with_the_alarm_switched_off(tmp_path):
-    # in TwoLayerNet.forward, which three tests call: each of them is stopped
-    spin = in_function(TWO_LAYER, "while True:\n    pass")
-    disarmed = in_function(TWO_LAYER, "import signal\nsignal.setitimer(signal.ITIMER_PROF, 0)\nwhile True:\n    pass")
+    # in TwoLayerNet.forward, for the 6 samples of test_two_layer_shape only: that test is
+    # stopped, the tests after it run in a fresh process and pass
+    spin = in_function(TWO_LAYER, "while x.shape[0] == 6:\n    pass")
+    disarmed = in_function(TWO_LAYER, "import signal\nif x.shape[0] == 6:\n    signal.setitimer(signal.ITIMER_PROF, 0)\n"
+                                      "while x.shape[0] == 6:\n    pass")
     subs = _cohort(tmp_path / "subs", {"spin": {FILENAME: spin}, "disarmed": {FILENAME: disarmed},
                                        "honest": {FILENAME: SOLUTION}})
     out = tmp_path / "out"
@@ -107,7 +109,8 @@ def test_a_cpu_bound_loop_is_stopped_by_the_cpu_limit_even_with_the_alarm_switch
     for student in ("spin", "disarmed"):
         data = results(out, student)
         failed = [t for t in data["tests"] if t["status"] == "failed"]
-        assert failed and all("CPU time" in t["output"] for t in failed), failed
+        assert [t["name"].split()[-1] for t in failed] == ["test_two_layer_shape"], failed
+        assert "CPU time" in failed[0]["output"], failed
         assert data["extra_data"]["limits"]["test_cpu"] == 1
     # the grader stopped the test from outside: the code had switched the alarm off
     assert any("during this test" in t["output"] for t in results(out, "disarmed")["tests"])
