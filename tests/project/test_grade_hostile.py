@@ -51,7 +51,7 @@ def _grade_cohort(tmp_path_factory) -> SimpleNamespace:
     before = tree_hash(*WATCHED)
     out = base / "out"
     run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "2",
-                   "--timeout", "5", "--wall", "120", "--nproc", "48", "--memory", "1024", "-q"],
+                   "--timeout", "3", "--wall", "120", "--nproc", "48", "--memory", "1024", "-q"],
                   base, timeout=800)  # under pytest-timeout's 900 s, so a slow run explains itself
     background = _background_pids(out)
     return SimpleNamespace(base=base, subs=subs, out=out, run=run, cases=cases, token=token,
