@@ -184,6 +184,19 @@ def choose_chapters(option: str | None, tested: list[str], subs) -> tuple[list[s
     return sorted(chosen), notes
 
 
+def reference_cache(work_root: Path, isolation: sandbox.Isolation) -> Path | None:
+    """The folder where this run's judges share their reference runs
+    (`grader.testing.reference`): only where student code runs as another uid, which mode
+    0700 keeps out (with a shared uid it could read or forge the expectations). None: no
+    sharing, every judge computes its own."""
+    if not (isolation.root and isolation.drop_privileges):
+        return None
+    folder = work_root / "references"
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)
+    return folder
+
+
 def hidden_paths(root: Path, tests_root: Path, submissions: Path, out: Path,
                  keep: list[Path]) -> list[Path]:
     """Folders student code must not see: solutions, the instructor's tests, the demo
@@ -334,7 +347,8 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
 
         settings = Settings(limits=limits, isolation=isolation, work_root=work_root,
                             datasets=datasets, tests_root=tests_root, hide=hide,
-                            chapters=chapters, manifests=manifests, zygote=zygote)
+                            chapters=chapters, manifests=manifests, zygote=zygote,
+                            reference_cache=reference_cache(work_root, isolation))
         if not args.quiet:
             shard_text = f", shard {shard[0]}/{shard[1]}" if shard else ""
             print(f"grading {len(todo)} of {len(subs)} submissions{shard_text} "

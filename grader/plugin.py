@@ -58,6 +58,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "POSIX only). Unlike a wall-clock limit, machine load does not change it")
     group.addoption("--allow-network", action="store_true", default=False,
                     help="let tests open network connections (blocked by default)")
+    group.addoption("--reference-cache", default=None, metavar="DIR",
+                    help="(grader grade) keep the tests' student-independent reference runs in "
+                         "DIR, shared by every submission of the run (grader.testing.reference)")
     group.addoption("--student-fd", type=int, default=-1, metavar="FD",
                     help="(grader grade) the socket to the student's process: student code runs "
                          "there, never in this process")
@@ -89,6 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("allow_network"):
         block_network()
     limit_threads()
+    if config.getoption("reference_cache"):
+        import grader.testing
+        grader.testing.REFERENCE_CACHE = Path(config.getoption("reference_cache"))
     # A demonstration that runs when imported (ch08's unguarded main()) stays short under test
     # and finds the bundled data wherever the submission lives.
     os.environ.setdefault("PRACTICE_EPOCHS", "1")

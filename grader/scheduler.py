@@ -48,6 +48,9 @@ class Settings:
     chapters: list[str]
     manifests: dict[str, Manifest]
     zygote: Zygote                   # forks every child that runs student code
+    # judges share student-independent reference runs here (grader.testing.reference):
+    # only with a separate uid per job, in a folder only the grader's uid can open
+    reference_cache: Path | None = None
 
 
 class Run:
@@ -479,6 +482,8 @@ def grading_args(chapter: str, ws: sandbox.Workspace, s: Settings, judged: bool 
         extra = ["-c", os.devnull, "--noconftest", "-s", "--tb=short", f"--confcutdir={s.tests_root}",
                  "-W", "ignore::pytest.PytestAssertRewriteWarning", "--timeout", "0",
                  "--cpu-timeout", f"{s.limits.test_cpu:g}", "--datasets", str(s.datasets)]
+        if s.reference_cache is not None:
+            extra.append(f"--reference-cache={s.reference_cache}")
         return chapter_test_args(chapter, ws.student, tests_dir=s.tests_root, extra=extra)
     # --confcutdir: collection never looks above the working folder (a link elsewhere on the
     # machine that the student's uid cannot follow would fail it).

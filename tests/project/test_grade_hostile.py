@@ -178,6 +178,12 @@ def test_hidden_source_never_reaches_outputs(cohort):
     assert "LEAKED 0 characters" in log, "the hidden tests were readable from student code:\n" + log[-3000:]
 
 
+def test_the_reference_cache_is_closed_to_student_code(cohort):
+    log = (cohort.out / "reads_references" / "log.txt").read_text(encoding="utf-8")
+    assert "REFERENCES list PermissionError" in log and "REFERENCES write PermissionError" in log, \
+        "student code could open the judges' reference cache:\n" + log[-3000:]
+
+
 def test_dataloader_workers_run_in_the_sandbox(cohort):
     log = (cohort.out / "dataloader_workers" / "log.txt").read_text(encoding="utf-8")
     assert "WORKERS-OK 2" in log, "a DataLoader with num_workers=2 did not work:\n" + log[-3000:]

@@ -148,3 +148,31 @@ def test_results_json_option_writes_the_graded_results(tmp_path):
     assert data["exitstatus"] == 0 and outcome.exit_code == 0
     assert {t["task"] for t in data["tests"]} == {"ch05.forward"}
     assert sum(t["score"] for t in data["tests"]) == sum(t["points"] for t in data["tests"]) > 0
+
+
+
+def test_seeding_queues_device_calls_without_reading_source_lines():
+    """warm_up (run by this worker, via chapter_runs) keeps torch.manual_seed cheap: the
+    seed queued for CUDA until it starts still carries its stack, without source text."""
+    import linecache
+
+    import torch
+
+    def seed_here():
+        torch.manual_seed(5)
+        return sys._getframe().f_lineno - 1
+
+    calls = []
+    real_getline = linecache.getline
+    linecache.getline = lambda *a, **k: calls.append(a) or real_getline(*a, **k)
+    try:
+        torch.manual_seed(4)  # the queued seed_all replaces the previous one
+        line = seed_here()
+    finally:
+        linecache.getline = real_getline
+    assert not calls, f"seeding read source lines: {calls[:3]}"
+    assert torch.initial_seed() == 5
+    if torch.cuda.is_initialized():
+        pytest.skip("CUDA is initialised: seeds are not queued")
+    stack = torch.cuda._lazy_seed_tracker.get_calls()[-1][1]
+    assert f"line {line}, in seed_here\n" in "".join(stack), stack[-6:]

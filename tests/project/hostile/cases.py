@@ -125,6 +125,19 @@ print("LEAKED", len(LEAK), "characters")
 print(LEAK)
 """, in_function(FORWARD, "if LEAK:\n    raise AssertionError(LEAK)")),
         score="full", status="graded", checks=["no_hidden_source"])
+    # the judges' shared reference runs (expected values of hidden tests) sit beside the
+    # workspaces, in a folder only the grader's uid can open
+    add("reads_references", at_import("""
+from pathlib import Path as _P
+_refs = _P(__file__).resolve().parent.parent.parent / "references"
+for _what, _do in [("list", lambda: list(_refs.iterdir())),
+                   ("write", lambda: (_refs / "forged.pt").write_bytes(b"forged"))]:
+    try:
+        _do()
+        print("REFERENCES", _what, "allowed")
+    except Exception as exc:
+        print("REFERENCES", _what, type(exc).__name__)
+"""), score="full", status="graded")
     add("echoes_hidden", at_import(f"LEAK = {hidden_text!r}\nprint(LEAK)",
                                    in_function(FORWARD, "raise ValueError(LEAK)")),
         score="full-ch05.forward", status="graded", says="hidden test source removed",
