@@ -231,7 +231,7 @@ def reference(fn: Callable) -> Callable:
         state = torch.get_rng_state()
         try:
             _feed(h, (args, sorted(kwargs.items()), state))
-        except _Uncacheable:
+        except Exception:  # noqa: BLE001 - an input it cannot key (an object, a meta tensor)
             return fn(*args, **kwargs)
         path = folder / f"{h.hexdigest()}.pt"
         try:
