@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from grade_cohort import memory, tree  # noqa: E402
+from grade_cohort import run  # noqa: E402
 
 from grader.mistakes import load_catalogue  # noqa: E402
 from grader.syllabus import CHAPTERS  # noqa: E402
@@ -88,20 +88,9 @@ def build(folder: Path, chapter: str, students: int) -> dict[str, str]:
 
 
 def timed(cmd: list[str], sample: bool = False) -> tuple[float, int, int]:
-    """(wall s, peak PSS of the process tree in bytes or 0 when not sampled, exit code).
-
-    Sampling reads every process's memory map every 50 ms, which slows the processes
-    measured (the kernel walks their page tables under their memory locks): a sampled run
-    gives the memory, an unsampled one the time."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak = 0
-    if not sample:
-        proc.wait()
-    while proc.poll() is None:
-        peak = max(peak, memory(tree(proc.pid))[1])
-        time.sleep(0.05)
-    return time.perf_counter() - start, peak, proc.returncode
+    """(wall s, peak PSS of the process tree in bytes or 0 when not sampled, exit code)."""
+    wall, _, pss, code = run(cmd, sample, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return wall, pss, code
 
 
 def way_grader(subs: Path, out: Path, chapter: str, jobs: int) -> dict:

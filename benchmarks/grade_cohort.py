@@ -82,17 +82,14 @@ def memory(pids: list[int]) -> tuple[int, int]:
     return rss, pss
 
 
-def grade(subs: Path, out: Path, jobs: int, sample: bool = False,
-          force: bool = False) -> tuple[float, int, int, int]:
-    """(wall s, peak RSS sum, peak PSS sum, exit code) of one `grader grade` run.
+def run(cmd: list[str], sample: bool = False, **popen) -> tuple[float, int, int, int]:
+    """(wall s, peak RSS sum, peak PSS sum, exit code) of one command's process tree.
 
     With `sample`, the memory of the process tree is read every 50 ms. Reading it is not
     free (the kernel walks every process's page tables, holding their memory locks), so a
-    sampled run is slower, and its wall time is not the one reported."""
-    cmd = [str(ROOT / ".venv" / "bin" / "grader"), "grade", str(subs), "-o", str(out),
-           "--jobs", str(jobs), "-q"] + (["--force"] if force else [])
+    sampled run is slower: time one run unsampled, read the memory in another."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, **popen)
     peak_rss = peak_pss = 0
     if not sample:
         proc.wait()
@@ -101,6 +98,13 @@ def grade(subs: Path, out: Path, jobs: int, sample: bool = False,
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         time.sleep(0.05)
     return time.perf_counter() - start, peak_rss, peak_pss, proc.returncode
+
+
+def grade(subs: Path, out: Path, jobs: int, sample: bool = False,
+          force: bool = False) -> tuple[float, int, int, int]:
+    """`run` of one `grader grade` of the cohort."""
+    return run([str(ROOT / ".venv" / "bin" / "grader"), "grade", str(subs), "-o", str(out),
+                "--jobs", str(jobs), "-q"] + (["--force"] if force else []), sample)
 
 
 def main() -> int:
