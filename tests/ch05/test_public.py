@@ -139,12 +139,14 @@ def test_train_uses_given_optimizer(probes):
 @pytest.mark.task("ch05.train")
 @pytest.mark.points(1)
 def test_train_learns_y_equals_2x(probes):
-    losses, w = probes.train_lecture_model(_start(0), X_LECTURE, Y_LECTURE, epochs=1000, lr=0.01)
-    losses = _as_losses(losses, 1000)
+    # the lecture's 1000 epochs at lr=0.01 in 200 at lr=0.04 (stable below 0.06 on this data):
+    # from 20 starting points y(4) ends within 0.003 of 8
+    losses, w = probes.train_lecture_model(_start(0), X_LECTURE, Y_LECTURE, epochs=200, lr=0.04)
+    losses = _as_losses(losses, 200)
     assert losses[-1] < losses[0], \
         "the loss did not decrease: is optimizer.zero_grad() called every step, and step() after backward()?"
     pred = 4.0 * w["weight"].item() + w["bias"].item()
-    assert abs(pred - 8.0) < 0.1, f"after 1000 epochs the model predicts y(4) = {pred:.3f}, expected about 8"
+    assert abs(pred - 8.0) < 0.1, f"after 200 epochs at lr=0.04 the model predicts y(4) = {pred:.3f}, expected about 8"
 
 
 # --------------------------------------------------------------------------- ch05.two_layer

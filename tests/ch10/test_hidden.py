@@ -59,11 +59,12 @@ def test_cnn_matches_the_lecture_on_other_batches(impl):
 @pytest.mark.task("ch10.model")
 @pytest.mark.points(3)
 def test_cnn_learns_the_mnist_subset(impl, probes, datasets_dir):
-    accuracy = cnn_accuracy(impl, probes, datasets_dir, n_train=4000, n_test=1000, epochs=2,
+    # 2,000 digits, 2 epochs: the reference reaches 0.898-0.911 from three starting points
+    accuracy = cnn_accuracy(impl, probes, datasets_dir, n_train=2000, n_test=1000, epochs=2,
                             batch_size=64, seed=0)
-    assert accuracy >= 0.90, \
-        f"CnnNet reached {accuracy:.3f} test accuracy after 2 epochs on the MNIST subset, expected at " \
-        "least 0.90: check forward (conv, pool, ReLU twice, then fc)"
+    assert accuracy >= 0.85, \
+        f"CnnNet reached {accuracy:.3f} test accuracy after 2 epochs on 2,000 digits of the MNIST subset, " \
+        "expected at least 0.85: check forward (conv, pool, ReLU twice, then fc)"
 
 
 # --------------------------------------------------------------------------- ch10.device

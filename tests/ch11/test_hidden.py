@@ -13,7 +13,7 @@ from .test_public import (check_inception_gradients, check_inception_layers, che
                           check_inception_values, check_network_logits, check_residual_gradients,
                           check_residual_values, check_residual_zero_convolutions, resnet_accuracy)
 
-EPOCHS = 3  # of the accuracy test: Adam(lr=2e-3), the last epoch at lr=2e-4
+EPOCHS = 2  # of the accuracy test: Adam(lr=2e-3), the last epoch at lr=2e-4
 
 
 # --------------------------------------------------------------------------- ch11.inception
@@ -67,8 +67,9 @@ def test_resnet_on_other_batches(probes):
 @pytest.mark.task("ch11.resnet")
 @pytest.mark.points(2)
 def test_resnet_learns_the_mnist_subset(probes, datasets_dir):
-    accuracy = resnet_accuracy(probes, datasets_dir, n_train=4000, n_test=1000, epochs=EPOCHS, batch_size=64,
+    # 1,500 digits, 2 epochs: the reference reaches 0.924-0.928 from three starting points
+    accuracy = resnet_accuracy(probes, datasets_dir, n_train=1500, n_test=1000, epochs=EPOCHS, batch_size=32,
                                last_epoch_lr_factor=0.1, seed=0)
-    assert accuracy >= 0.95, \
-        f"ResNet reached {accuracy:.3f} test accuracy after {EPOCHS} epochs on the MNIST subset, expected at " \
-        "least 0.95: check forward (the ReLUs, the order of the layers)"
+    assert accuracy >= 0.90, \
+        f"ResNet reached {accuracy:.3f} test accuracy after {EPOCHS} epochs on 1,500 digits of the MNIST subset, " \
+        "expected at least 0.90: check forward (the ReLUs, the order of the layers)"

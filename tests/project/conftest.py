@@ -65,11 +65,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    _shared_builds_first(items)
     for item in items:
         # A project test may grade a whole chapter or cohort: the per-test limit of chapter
         # tests (pyproject's `timeout`) is too short for that.
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(900))
+
+
+# Module fixtures built once per run for every worker (`hostile.harness.shared_by_workers`):
+# a worker that needs one while another builds it waits for the lock, idle.
+SHARED_BUILDS = {"test_grade_hostile.py": "cohort", "test_grade.py": "demo", "test_nbgrader.py": "course"}
+
+
+def _shared_builds_first(items: list[pytest.Item]) -> None:
+    """Order only, never what a test sees: the first test of each shared build runs first
+    and the others that read it last, so one worker builds while the others run the rest
+    of the suite, instead of every worker reaching the build at once and waiting."""
+    first, last = [], []
+    for module, fixture in SHARED_BUILDS.items():
+        readers = [i for i in items if i.path.name == module and fixture in getattr(i, "fixturenames", ())]
+        first += readers[:1]
+        last += readers[1:]
+    moved = {id(i) for i in first + last}
+    items[:] = first + [i for i in items if id(i) not in moved] + last
 
 
 def printable(text: str) -> str:
