@@ -9,8 +9,9 @@ One run on one machine, the same submissions and the same tests for every way:
 * nbgrader: `nbgrader autograde` of the same submissions as notebooks made by
   `grader nbgrader`, when nbgrader is installed (`make nbgrader-setup`);
 * floor: the same suite with the same pytest options, run in one already warm interpreter
-  (its heap frozen, as the zygote's is), once per submission, its total divided by CORES:
-  what grading cannot beat without faster tests.
+  (its heap frozen, as the zygote's is), once per submission, sharing its reference runs
+  across the cohort as `grader grade` does, its total divided by CORES: what grading
+  cannot beat without faster tests.
 
 Every way must give every student the same score; the script says so or fails. It also
 times `grader check` of the chapter (median of 5) and each chapter's full suite on the
@@ -58,13 +59,17 @@ class Grab:
     def pytest_sessionfinish(self, session):
         Grab.score = session.config.stash[RESULTS_KEY].score
 
+import tempfile
+references = tempfile.mkdtemp(prefix="floor-references-")  # once per cohort, as grader grade has them
 scores, times = {}, []
 for folder in folders:
     start = time.perf_counter()
-    pytest.main(plugin_args() + chapter_test_args(chapter, folder, tests_dir=__import__("pathlib").Path(tests)),
+    pytest.main(plugin_args() + chapter_test_args(chapter, folder, tests_dir=__import__("pathlib").Path(tests),
+                                                  extra=[f"--reference-cache={references}"]),
                 plugins=[Grab()])
     times.append(time.perf_counter() - start)
     scores[folder] = Grab.score
+__import__("shutil").rmtree(references, ignore_errors=True)
 print("FLOOR " + json.dumps({"scores": scores, "times": times}))
 """
 

@@ -95,10 +95,24 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("reference_cache"):
         import grader.testing
         grader.testing.REFERENCE_CACHE = Path(config.getoption("reference_cache"))
+        share_rewritten_tests(grader.testing.REFERENCE_CACHE / "bytecode")
     # A demonstration that runs when imported (ch08's unguarded main()) stays short under test
     # and finds the bundled data wherever the submission lives.
     os.environ.setdefault("PRACTICE_EPOCHS", "1")
     os.environ.setdefault("PRACTICE_DATASETS", str(datasets_dir(config)))
+
+
+def share_rewritten_tests(folder: Path) -> None:
+    """(A judge of `grader grade`) keep the test modules pytest rewrites (for its assert
+    messages) as bytecode in `folder`, inside the run's private cache, for the next judges:
+    one rewrite per run instead of one per submission, whatever PYTHONDONTWRITEBYTECODE
+    says, and nothing written beside the instructor's tests."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return  # not shared: each judge rewrites, as it would anyway
+    sys.pycache_prefix = str(folder)
+    sys.dont_write_bytecode = False
 
 
 def limit_threads() -> None:
