@@ -126,3 +126,23 @@ def test_grader_grade_gives_judges_a_cache_only_where_student_code_runs_as_anoth
     # the judge is told; a process running student code never is
     assert f"--reference-cache={folder}" in grading_args("05", ws, settings, judged=True)
     assert not any("reference-cache" in a for a in grading_args("05", ws, settings, judged=False))
+
+
+def test_judges_share_the_rewritten_test_modules_in_the_run_cache(tmp_path):
+    """A judge given the cache keeps the test modules pytest rewrites as bytecode inside it
+    (mode 0700), for the next judges of the run: read back, not rewritten, and the same
+    results either way."""
+    from grader.check import run_pytest
+    from grader.paths import TESTS
+    from grader.process import chapter_test_args
+
+    args = chapter_test_args("01", "solutions", extra=[f"--reference-cache={tmp_path}"])
+    first = run_pytest(args, timeout=120)
+    folder = tmp_path / "bytecode"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    kept = sorted(p.name.split(".")[0] for p in folder.rglob("*.pyc") if TESTS.name in p.parts)
+    assert {"test_public", "test_hidden"} <= set(kept), kept
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("test_*.pyc")}
+    second = run_pytest(args, timeout=120)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("test_*.pyc")} == stamps  # read, not written again
+    assert first.results.score == second.results.score == first.results.max_score > 0
