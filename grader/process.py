@@ -23,8 +23,14 @@ from grader.paths import TESTS
 PLUGINS = ("grader.plugin", "pytest_timeout")
 # pytest's unraisable-exception plugin runs gc.collect() five times as each session ends, a
 # third of a small chapter's run in a process holding torch; an exception raised in a
-# __del__ is still printed, by Python's own hook.
-DISABLED = ("unraisableexception",)
+# __del__ is still printed, by Python's own hook. The others serve no chapter test (no
+# tmp_path, monkeypatch, caplog, recwarn, doctest, unittest or subtests there; a warning
+# or a log line is still printed, and captured with the test's output): each one costs
+# every run its import, its registration and its hooks around every test, about 15% of
+# a small chapter's run.
+DISABLED = ("unraisableexception", "logging", "warnings", "junitxml", "pastebin", "doctest",
+            "legacypath", "stepwise", "setuponly", "setupplan", "recwarn", "monkeypatch",
+            "tmpdir", "python_path", "unittest", "subtests")
 CHILD_FAILED = 70   # exit status of a child whose own set-up failed (EX_SOFTWARE)
 
 

@@ -114,9 +114,10 @@ def test_evaluate_counts_held_out(impl):
 def test_mlp_reaches_90_percent_on_the_subset(probes, datasets_dir):
     x_train, y_train = mnist_tensors(datasets_dir, train=True)
     x_test, y_test = mnist_tensors(datasets_dir, train=False)
+    # One hidden layer of 64: with the lecture's loop, 6 epochs reach 0.930-0.946 from each of
+    # 8 starting points (the lecture's five-layer MLP: 0.897-0.953, at 3x the time).
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
-                          nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
     train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
                               generator=torch.Generator().manual_seed(0))
     test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=500)
@@ -128,5 +129,5 @@ def test_mlp_reaches_90_percent_on_the_subset(probes, datasets_dir):
         f"the epoch loss went from {losses[0]:.3f} to {losses[-1]:.3f}: training does not learn"
     assert 0.0 <= accuracy <= 1.0, f"evaluate returned {accuracy}: return a fraction in [0, 1]"
     assert accuracy >= 0.90, \
-        f"after 6 epochs on the 4,000 training digits (SGD lr 0.1, momentum 0.5) the test accuracy is " \
-        f"{accuracy:.1%}, expected at least 90%"
+        f"after 6 epochs on the 4,000 training digits (a 784-64-10 MLP, SGD lr 0.1, momentum 0.5) the test " \
+        f"accuracy is {accuracy:.1%}, expected at least 90%"
