@@ -263,14 +263,16 @@ def test_train_matches_lecture_loop(probes):
 @pytest.mark.task("ch06.train")
 @pytest.mark.points(2)
 def test_trained_model_predicts_pass_after_4_hours(probes):
-    losses, w = probes.train_lecture_model(_start(0), X_LECTURE, Y_LECTURE, epochs=1000, lr=0.01)
-    losses = _as_losses(losses, 1000)
+    # the lecture's 1000 epochs at lr=0.01 in 200 at lr=0.05: from 20 starting points both end
+    # within 0.002 of each other, P(pass | 4 hours) 0.850-0.853
+    losses, w = probes.train_lecture_model(_start(0), X_LECTURE, Y_LECTURE, epochs=200, lr=0.05)
+    losses = _as_losses(losses, 200)
     assert losses[-1] < losses[0], \
         "the loss did not decrease: is optimizer.zero_grad() called every step, and step() after backward()?"
     hours = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
     p = torch.sigmoid(F.linear(hours, w["weight"], w["bias"])).flatten().tolist()
-    assert p[3] > 0.7, f"after 1000 epochs P(pass | 4 hours) = {p[3]:.3f}; expected well above 0.5 " \
-                       "(about 0.85 with the lecture's summed BCE and lr = 0.01)"
+    assert p[3] > 0.7, f"after 200 epochs at lr=0.05 P(pass | 4 hours) = {p[3]:.3f}; expected well above 0.5 " \
+                       "(about 0.85 with the lecture's summed BCE)"
     assert p[0] < 0.3 and p[1] < 0.5 < p[2], \
-        f"after 1000 epochs P(pass | 1, 2, 3 hours) = {[round(v, 3) for v in p[:3]]}; the boundary " \
+        f"after 200 epochs at lr=0.05 P(pass | 1, 2, 3 hours) = {[round(v, 3) for v in p[:3]]}; the boundary " \
         "P = 0.5 should lie between 2 and 3 hours"
