@@ -186,14 +186,13 @@ def test_classifier_learns_the_languages(impl, probes, datasets_dir):
     test_names, test_labels, _ = _read(datasets_dir / "names_test.csv.gz", languages)
     majority = test_labels.bincount().max().item() / len(test_labels)
     model = impl.RNNClassifier(128, 48, len(languages), n_layers=1)
-    shuffle = torch.Generator().manual_seed(0)
-    epochs = []
-    for _ in range(2):
-        order = torch.randperm(len(train_names), generator=shuffle)
-        epochs.append(([train_names[i] for i in order], train_labels[order]))
-    # one Adam(model.parameters(), lr=0.01), then train_epoch(..., nn.CrossEntropyLoss(), batch_size=256)
-    # over each epoch's shuffled names (a correct classifier ends between 64% and 69% on other seeds)
-    probes.train_epochs(model, epochs, torch.optim.Adam, {"lr": 0.01}, batch_size=256)
+    order = torch.randperm(len(train_names), generator=torch.Generator().manual_seed(0))
+    epoch = ([train_names[i] for i in order], train_labels[order])
+    # one Adam(model.parameters(), lr=0.02), then train_epoch(..., nn.CrossEntropyLoss(), batch_size=256)
+    # over the shuffled names, once: a correct classifier ends between 62% and 64% from 6 starting
+    # points (two epochs at lr=0.01 reach 65%-67% in twice the time)
+    probes.train_epochs(model, [epoch], torch.optim.Adam, {"lr": 0.02}, batch_size=256)
     acc = impl.evaluate(model, test_names, test_labels)
-    assert acc >= 0.60, (f"after 2 epochs the classifier gets {acc:.1%} of the test names right (always "
-                         f"guessing the commonest language: {majority:.1%}); a correct one reaches 60%")
+    assert acc >= 0.55, (f"after one epoch the classifier gets {acc:.1%} of the test names right (always "
+                         f"guessing the commonest language: {majority:.1%}); a correct one reaches about 62%, "
+                         "and 55% is needed")
