@@ -1,6 +1,8 @@
 """Every chapter: the solution earns full marks, the stub earns nothing, mistakes lose points."""
 from __future__ import annotations
 
+import re
+
 
 from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS, TESTS, run_chapter
 from grader.paths import ROOT
@@ -75,6 +77,17 @@ def test_chapter_tests_judge_and_probes_observe(chapter):
     probes = (folder / "probes.py").read_text(encoding="utf-8")
     assert "import pytest" not in probes and "from tests" not in probes, \
         "probes run beside the student's code: no pytest, nothing from tests/"
+
+
+def test_chapter_tests_need_no_disabled_plugin(chapter):
+    """Chapter runs leave out pytest's plugins no chapter test uses (`grader.process.DISABLED`):
+    a fixture of one of them would be missing in every run."""
+    fixtures = {"tmp_path", "tmp_path_factory", "tmpdir", "tmpdir_factory", "monkeypatch", "caplog",
+                "recwarn", "subtests", "doctest_namespace"}
+    for path in (TESTS / f"ch{chapter}").glob("*.py"):
+        used = sorted(f for f in fixtures if re.search(rf"\b{f}\b", path.read_text(encoding="utf-8")))
+        assert not used, f"{path.name} uses {used}, fixtures of plugins chapter runs leave out " \
+                         "(grader.process.DISABLED): do without them or take the plugin out of that list"
 
 
 def test_every_task_is_tested(chapter):
