@@ -164,3 +164,16 @@ def test_the_time_limit_rule_prefers_cpu_time_and_widens_backstops_when_alone():
     assert exceeded(limits, **{**slow, "solo": True, "test_wall": SOLO_FACTOR * limits.test_wall + 1})
     assert exceeded(limits, **{**calm, "test_cpu": None, "test_wall": 10**6}) is None  # between tests
     assert exceeded(limits, **{**calm, "past_deadline": True})[0] == "wall"
+
+
+def test_cpu_scans_are_spaced_by_what_is_left_of_the_limit():
+    """The parent scans a job's processes for its CPU time less often far from the limit,
+    never so rarely that the job could pass the limit between two scans by more than one
+    TICK on every core."""
+    from grader.scheduler import CORES, MAX_TICK, TICK, sample_interval
+    assert sample_interval(10_000.0) == MAX_TICK
+    assert sample_interval(0.0) == sample_interval(-5.0) == TICK
+    for left in (0.3, 1.0, 2.5, 4.0, 8.0, 60.0):
+        gap = sample_interval(left)
+        assert TICK <= gap <= MAX_TICK
+        assert gap * CORES <= max(left / 2, TICK * CORES)   # what every core could use by the next scan
