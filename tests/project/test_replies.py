@@ -120,3 +120,45 @@ def test_a_tensor_reply_rebuilds_parameters_and_gradients():
     back = _decode(_round_trip(server._encode(weight, [0], 0)), None)
     assert isinstance(back, torch.nn.Parameter) and back.requires_grad
     assert torch.equal(back, weight.detach()) and torch.equal(back.grad, torch.ones(2, 2))
+
+
+# --------------------------------------------------------------------------- requests
+
+def _sent(value):
+    """`value` as the student's process receives it in a request from the judge."""
+    from grader.remote import _Pickler, _Unpickler
+    buffer = io.BytesIO()
+    _Pickler(buffer).dump({"op": "call", "args": value})
+    return _Unpickler(io.BytesIO(buffer.getvalue()), server=None).load()["args"]
+
+
+@pytest.mark.parametrize("make", TENSORS.values(), ids=TENSORS.keys())
+def test_a_tensor_reaches_the_students_process_exactly(make):
+    value = make()
+    got = _sent(value)
+    assert type(got) is torch.Tensor and got.dtype == value.dtype and got.shape == value.shape
+    assert got.stride() == value.stride() and got.is_conj() == value.is_conj() and got.is_neg() == value.is_neg()
+    assert torch.equal(got.resolve_conj().resolve_neg(), value.resolve_conj().resolve_neg())
+    assert got._base is None or value._base is not None   # a whole tensor arrives whole, not as a view
+
+
+def test_tensors_sharing_a_storage_share_it_again_and_keep_their_flags():
+    x = torch.arange(6.0)
+    leaf = torch.zeros(2, 3, requires_grad=True)
+    a, b, c, lone = _sent((x, x.view(2, 3), leaf, torch.ones(3)))
+    assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    a[0] = 7.0
+    assert b[0, 0].item() == 7.0   # one storage, as in the judge's process
+    assert c.requires_grad and c.is_leaf and not a.requires_grad
+    assert lone.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
+    assert lone.untyped_storage().resizable()   # the student's code may resize what it is given
+    model = torch.nn.Linear(3, 2)
+    back = _sent(model)
+    assert isinstance(back.weight, torch.nn.Parameter) and back.weight.requires_grad
+    assert torch.equal(back.weight, model.weight) and torch.equal(back.bias, model.bias)
+
+
+def test_a_tensor_computed_with_grad_arrives_as_pickle_brings_it():
+    y = torch.ones(2, requires_grad=True) * 2
+    got, plain = _sent(y), pickle.loads(pickle.dumps(y))
+    assert (got.requires_grad, got.is_leaf, got.tolist()) == (plain.requires_grad, plain.is_leaf, plain.tolist())
