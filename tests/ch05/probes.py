@@ -47,3 +47,10 @@ def optimizer_use(impl, start, x, y, epochs, lr):
 
     impl.train(model, x, y, epochs=epochs, lr=lr, optimizer_cls=Spy)
     return seen
+
+
+def outputs(impl, net, x, depths):
+    """The network `net` (a handle from the test) called on x once per entry of `depths`, in
+    order: net(x) for None, net(x, depth=d) otherwise. Returns what each call returned: one
+    request for many calls."""
+    return [net(x) if depth is None else net(x, depth=depth) for depth in depths]
