@@ -142,16 +142,23 @@ def test_a_tensor_reaches_the_students_process_exactly(make):
     assert got._base is None or value._base is not None   # a whole tensor arrives whole, not as a view
 
 
-def test_tensors_sharing_a_storage_share_it_again_and_keep_their_flags():
+def _pickled(value):
+    return pickle.loads(pickle.dumps(value))
+
+
+def test_tensors_arrive_as_pickle_brings_them_flags_and_storages_included():
     x = torch.arange(6.0)
-    leaf = torch.zeros(2, 3, requires_grad=True)
-    a, b, c, lone = _sent((x, x.view(2, 3), leaf, torch.ones(3)))
-    assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-    a[0] = 7.0
-    assert b[0, 0].item() == 7.0   # one storage, as in the judge's process
-    assert c.requires_grad and c.is_leaf and not a.requires_grad
-    assert lone.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
-    assert lone.untyped_storage().resizable()   # the student's code may resize what it is given
+    sent = (x, x.view(2, 3), x[2:], torch.zeros(2, 3, requires_grad=True), torch.ones(3))
+    got, plain = _sent(sent), _pickled(sent)
+    for g, p in zip(got, plain):
+        assert (g.dtype, g.shape, g.stride(), g.requires_grad, g.is_leaf, g._base is None) == \
+            (p.dtype, p.shape, p.stride(), p.requires_grad, p.is_leaf, p._base is None)
+        assert torch.equal(g, p) and g.untyped_storage().resizable() == p.untyped_storage().resizable()
+    ptrs = [t.untyped_storage().data_ptr() for t in got]
+    plain_ptrs = [t.untyped_storage().data_ptr() for t in plain]
+    assert [[a == b for b in ptrs] for a in ptrs] == [[a == b for b in plain_ptrs] for a in plain_ptrs]
+    got[0][0] = 7.0
+    assert got[1][0, 0].item() == plain[1][0, 0].item() == 0.0   # each a storage of its own, as pickle makes them
     model = torch.nn.Linear(3, 2)
     back = _sent(model)
     assert isinstance(back.weight, torch.nn.Parameter) and back.weight.requires_grad
