@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-
 from chapter_runs import CATALOGUE, CHAPTERS_WITH_TESTS, TESTS, run_chapter
 from grader.paths import ROOT
 from grader.syllabus import CHAPTERS
