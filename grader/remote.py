@@ -465,6 +465,7 @@ _DTYPES = {str(d).removeprefix("torch."): d for d in (
     torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.complex64, torch.complex128,
     torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)}
 _ALLOWED_GLOBALS = {("builtins", "complex"): complex, ("collections", "OrderedDict"): OrderedDict}
+_ALLOWED_CLASSES = frozenset(_ALLOWED_GLOBALS.values())  # pickled by reference (an OrderedDict's class)
 _TORCH_SAVE = b"PK\x03\x04"   # torch.save's format is a zip archive
 
 
@@ -485,7 +486,7 @@ class _ReplyPickler(pickle.Pickler):
             return ("device", str(obj))
         if kind is torch.Size:
             return ("size", tuple(int(n) for n in obj))
-        if kind not in _PLAIN_TYPES:
+        if kind not in _PLAIN_TYPES and not (kind is type and obj in _ALLOWED_CLASSES):
             raise _Plain(kind.__name__)
         return None
 
