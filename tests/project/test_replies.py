@@ -177,3 +177,90 @@ def test_a_tensor_computed_with_grad_arrives_as_pickle_brings_it():
     y = torch.ones(2, requires_grad=True) * 2
     got, plain = _sent(y), pickle.loads(pickle.dumps(y))
     assert (got.requires_grad, got.is_leaf, got.tolist()) == (plain.requires_grad, plain.is_leaf, plain.tolist())
+
+
+# --------------------------------------------------------------------------- a test's requests
+
+class _Recording(LocalConnection):
+    """Both sides in this process; records the ops of every exchange."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        self.sent: list[list[str]] = []
+
+    def exchange(self, payload: bytes) -> bytes:
+        from grader.remote import _Unpickler
+        request = _Unpickler(io.BytesIO(payload), self.server).load()
+        ops = [one["op"] for one in request["ops"]] if request["op"] == "batch" else [request["op"]]
+        self.sent.append(ops)
+        return super().exchange(payload)
+
+
+def test_a_tests_begin_travels_with_its_first_request_and_the_module_is_fetched_once():
+    import types
+
+    from grader.remote import Student
+
+    module = types.ModuleType("ch05_linear_regression")
+    module.draw = lambda: torch.rand(1).item()
+    conn = _Recording(Server(load_module=lambda chapter: module, load_probes=None, local=True))
+    student = Student(conn, "05")
+    firsts = []
+    for _ in range(3):
+        student.begin()
+        student.begin()                      # a test that never reached the student's code
+        firsts.append(student.module.draw())
+        assert student.module.draw() != firsts[-1]
+    # every test starts afresh from seed 0, as when `begin` was a request of its own
+    assert firsts[0] == firsts[1] == firsts[2]
+    assert conn.sent == [["begin", "module"], ["getattr"], ["call"], ["getattr"], ["call"]] + \
+        [["begin", "getattr"], ["call"], ["getattr"], ["call"]] * 2
+
+
+def test_a_failed_import_is_asked_for_again_in_the_next_test():
+    from grader.remote import ImplImportError, Student
+
+    def broken(chapter):
+        raise ImplImportError("ch05_linear_regression.py: SyntaxError at line 3")
+
+    conn = _Recording(Server(load_module=broken, load_probes=None, local=True))
+    student = Student(conn, "05")
+    for _ in range(2):
+        student.begin()
+        with pytest.raises(ImplImportError, match="SyntaxError"):
+            student.module  # noqa: B018
+    assert conn.sent == [["begin", "module"]] * 2
+
+
+def test_begin_arms_the_cpu_timer_for_its_test_or_disarms_it():
+    """In the student's process the next test's `begin` does what the earlier test's `end`
+    did: a test without a CPU limit does not inherit the earlier test's timer."""
+    import signal
+
+    from grader import remote
+
+    server = Server(load_module=None, load_probes=None)
+    handler = signal.getsignal(signal.SIGPROF)
+    try:
+        server.handle(_request({"op": "begin", "cpu": 50.0, "seed": 0}))
+        assert signal.getitimer(signal.ITIMER_PROF)[0] > 40
+        server.handle(_request({"op": "begin", "cpu": 0.0, "seed": 0}))
+        assert signal.getitimer(signal.ITIMER_PROF)[0] == 0
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, handler)
+    # the timer running out between requests (the student's own threads) stops only it
+    assert remote._cpu_expired(signal.SIGPROF, None) is None
+    remote._serving[0] = True
+    try:
+        with pytest.raises(remote.CpuTimeLimit):
+            remote._cpu_expired(signal.SIGPROF, None)
+    finally:
+        remote._serving[0] = False
+
+
+def _request(fields: dict) -> bytes:
+    from grader.remote import _Pickler
+    buffer = io.BytesIO()
+    _Pickler(buffer).dump(fields)
+    return buffer.getvalue()
