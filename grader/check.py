@@ -332,13 +332,14 @@ def cmd_check(args) -> int:
     pytest_args = chapter_test_args(chapter, impl, tests_dir=tests_dir, tasks=args.task,
                                     public_only=args.public, extra=extra)
     forking = fork_wanted(getattr(args, "no_fork", False))
+    split_wanted = bool(getattr(args, "split", False))
     if forking:
-        warm_up(vision=False)
+        warm_up(vision=False, children=2 if split_wanted else 1)
     if getattr(args, "require_gpu", False):
         require_gpu(forking)
     if forking:
         split = None
-        if getattr(args, "split", False):
+        if split_wanted:
             folder = {"exercises": EXERCISES, "solutions": SOLUTIONS}.get(impl, Path(impl))
             split = (folder, tests_dir)
         outcome = run_pytest(pytest_args, timeout=args.timeout, split=split)

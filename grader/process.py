@@ -42,14 +42,19 @@ def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
-def warm_up(vision: bool = True) -> None:
+def warm_up(vision: bool = True, *, children: int = 2) -> None:
     """Import what every child needs, then freeze the heap so children's GC skips it.
 
-    `vision=False` leaves torchvision to the chapters whose tests import it."""
+    `vision=False` leaves torchvision to the chapters whose tests import it. `children=1`
+    (`grader check`: one run, forked once) leaves torch's compiler stack to the child, which
+    imports it only if its tests step an optimizer (a second on its own; chapters 01-04 never
+    do), and freezes the heap without collecting it first (a tenth of a second, for garbage
+    that one short run does not mind keeping)."""
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch  # noqa: F401
-    import torch._dynamo  # noqa: F401 - the first optimizer imports it: ~2 s in every child otherwise
+    if children > 1:
+        import torch._dynamo  # noqa: F401 - the first optimizer step imports it: ~1 s in every child otherwise
     if vision:
         import torchvision  # noqa: F401
     import grader.plugin  # noqa: F401
@@ -59,7 +64,8 @@ def warm_up(vision: bool = True) -> None:
     # Source lines cached by the imports (~40,000 of them): every test session clears the
     # cache (`grader.guard`), and freeing frozen objects in a forked child copies their pages.
     linecache.clearcache()
-    gc.collect()
+    if children > 1:
+        gc.collect()
     gc.freeze()
 
 
