@@ -145,13 +145,15 @@ def _serve(control: socket.socket, events: socket.socket) -> int:
 def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict[str, Any]:
     op = message["op"]
     if op == "warm":
+        beside = None
+        if message.get("calibrate"):
+            import torch  # noqa: F401 - all the calibration needs: it runs beside the rest
+            from grader.calibration import Beside
+            beside = Beside()
         from grader.process import warm_up
         import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken here
         warm_up(vision=bool(message["vision"]))
-        if message.get("calibrate"):
-            from grader.calibration import calibrate
-            return {"calibration": asdict(calibrate())}
-        return {}
+        return {"calibration": asdict(beside.result())} if beside is not None else {}
     if op == "collect":
         from grader.manifest import collect_in_child
         (write_fd,) = fds

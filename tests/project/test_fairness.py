@@ -151,6 +151,21 @@ def test_limits_scale_with_the_calibration_and_stay_put_within_noise():
     assert limits.wall_backstop >= 4 * limits.cpu and limits.test_wall > 4 * limits.test_cpu
 
 
+def test_the_calibration_runs_in_a_child_beside_the_warm_up_and_needs_no_compiler_stack():
+    """The zygote forks the calibration as soon as torch is imported and goes on importing
+    the rest (torch._dynamo among it, a second): the workload must not wait for that."""
+    code = ("import sys\n"
+            "import torch\n"
+            "from grader.calibration import Beside, workload\n"
+            "beside = Beside()\n"
+            "workload()\n"
+            "c = beside.result()\n"
+            "print(c.seconds > 0, c.factor >= 1, 'torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "False"], done.stdout
+
+
 def test_the_time_limit_rule_prefers_cpu_time_and_widens_backstops_when_alone():
     from grader.timelimits import SOLO_FACTOR, exceeded
     limits = Limits(test_cpu=10, cpu=100)
