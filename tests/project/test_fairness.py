@@ -166,6 +166,17 @@ def test_the_calibration_runs_in_a_child_beside_the_warm_up_and_needs_no_compile
     assert done.stdout.split() == ["True", "True", "False"], done.stdout
 
 
+def test_the_warm_up_steps_optimizers_without_moving_the_random_state():
+    """The zygote steps SGD and Adam once so its children inherit torch's first-use set-up;
+    what every child then draws at random must not depend on it."""
+    import torch
+
+    from grader.process import first_calls
+    before = torch.get_rng_state()
+    first_calls()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_the_time_limit_rule_prefers_cpu_time_and_widens_backstops_when_alone():
     from grader.timelimits import SOLO_FACTOR, exceeded
     limits = Limits(test_cpu=10, cpu=100)
