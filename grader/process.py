@@ -10,6 +10,7 @@ died from the same `death_reason`. POSIX only: where `os.fork` is missing (Windo
 from __future__ import annotations
 
 import gc
+import importlib
 import linecache
 import os
 import signal
@@ -60,6 +61,17 @@ def warm_up(vision: bool = True, *, children: int = 2) -> None:
         import torchvision  # noqa: F401
     import grader.plugin  # noqa: F401
     import pytest_timeout  # noqa: F401
+    # pytest's own plugins that a session imports as it starts (and what they import: pdb,
+    # for --pdb; tomllib, for ini files): 10 ms in every child otherwise
+    import _pytest._argcomplete  # noqa: F401
+    import _pytest.tracemalloc  # noqa: F401
+    import pdb  # noqa: F401
+    import tomllib  # noqa: F401
+    import faulthandler  # noqa: F401
+    from _pytest.config import default_plugins
+    for name in default_plugins:
+        if name not in DISABLED:
+            importlib.import_module(f"_pytest.{name}")
     import torch.utils.serialization.config  # noqa: F401 - what torch.load imports on its first call
     quick_lazy_device_stacks()
     # Source lines cached by the imports (~40,000 of them): every test session clears the
