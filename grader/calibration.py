@@ -34,7 +34,7 @@ class Calibration:
 def workload() -> None:
     """A ch05-sized training loop: a small network, autograd and an SGD update, 600 steps.
     The update is written out: torch.optim's first step imports torch's compiler stack (a
-    second), which the calibration would otherwise wait for (`calibrate_beside`)."""
+    second), which the calibration would otherwise wait for (`Beside`)."""
     import torch
     torch.manual_seed(0)
     x = torch.linspace(0, 1, 64).unsqueeze(1)
