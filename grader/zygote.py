@@ -2,7 +2,8 @@
 
 `grader grade` forks the zygote first, before it reads a single submission or hidden test.
 The zygote then imports torch, numpy, pytest and the grading plugins once (the expensive
-part, while the grader reads the cohort) and afterwards only forks: a grading child per
+part; the calibration runs meanwhile in a child of its own, `grader.calibration.Beside`)
+and afterwards only forks: a grading child per
 (submission, chapter) run, and the collect-only child that makes the manifests. So a
 student's process descends from a parent that never held another submission's files, the
 gradebook or the hidden tests' text: walking frames or the heap from student code finds
