@@ -50,7 +50,7 @@ import json, os, sys, time
 os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 import pytest
 from grader.plugin import RESULTS_KEY
-from grader.process import chapter_test_args, plugin_args, warm_up
+from grader.process import chapter_test_args, run_pytest_main, warm_up
 warm_up()  # imports and a frozen heap, as the grader's zygote has them
 tests, chapter, folders = sys.argv[1], sys.argv[2], sys.argv[3:]
 
@@ -64,9 +64,8 @@ references = tempfile.mkdtemp(prefix="floor-references-")  # once per cohort, as
 scores, times = {}, []
 for folder in folders:
     start = time.perf_counter()
-    pytest.main(plugin_args() + chapter_test_args(chapter, folder, tests_dir=__import__("pathlib").Path(tests),
-                                                  extra=[f"--reference-cache={references}"]),
-                plugins=[Grab()])
+    run_pytest_main(chapter_test_args(chapter, folder, tests_dir=__import__("pathlib").Path(tests),
+                                      extra=[f"--reference-cache={references}"]), [Grab()])
     times.append(time.perf_counter() - start)
     scores[folder] = Grab.score
 __import__("shutil").rmtree(references, ignore_errors=True)
