@@ -8,6 +8,7 @@ the defaults. CPU time, not wall time: a loaded machine measures the same as a q
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -96,6 +97,7 @@ class Beside:
 def _report(fd: int) -> int:
     from grader.sandbox import die_with_parent
     die_with_parent()  # a process group of its own: the zygote's end would not take it down
+    gc.enable()  # forked while the zygote imports with the collector off: measured as tests run
     os.write(fd, json.dumps(asdict(calibrate())).encode())
     return 0
 

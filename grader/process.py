@@ -9,6 +9,7 @@ died from the same `death_reason`. POSIX only: where `os.fork` is missing (Windo
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import linecache
@@ -17,7 +18,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable, Collection, Sequence
+from typing import Callable, Collection, Iterator, Sequence
 
 from grader.paths import TESTS
 
@@ -43,14 +44,38 @@ def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection inside: importing torch and its compiler stack makes
+    a million objects that live as long as the process, and the collections their
+    allocations set off walk them again and again (0.17 s of a 1.8 s warm-up)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def warm_up(vision: bool = True, *, children: int = 2) -> None:
     """Import what every child needs, then freeze the heap so children's GC skips it.
 
     `vision=False` leaves torchvision to the chapters whose tests import it. `children=1`
     (`grader check`: one run, forked once) leaves torch's compiler stack to the child, which
     imports it only if its tests step an optimizer (a second on its own; chapters 01-04 never
-    do), and freezes the heap without collecting it first (a tenth of a second, for garbage
-    that one short run does not mind keeping)."""
+    do).
+
+    The collector stays off throughout (`paused_gc`), and the heap is frozen without a
+    collection: the imports' few MB of cyclic garbage stay, shared by every child, instead
+    of leaving holes among the live objects for each child's new objects to fill. Measured
+    on 100 ch05 submissions, `grader grade --jobs 2`: 14.0 s with the collector on and a
+    collection before freezing, 13.6 s without either; `grader check 05`: 2.26 -> 2.07 s."""
+    with paused_gc():
+        _warm_up(vision, children)
+
+
+def _warm_up(vision: bool, children: int) -> None:
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch  # noqa: F401
@@ -78,8 +103,6 @@ def warm_up(vision: bool = True, *, children: int = 2) -> None:
     # Source lines cached by the imports (~40,000 of them): every test session clears the
     # cache (`grader.guard`), and freeing frozen objects in a forked child copies their pages.
     linecache.clearcache()
-    if children > 1:
-        gc.collect()
     gc.freeze()
 
 

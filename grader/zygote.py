@@ -146,14 +146,15 @@ def _serve(control: socket.socket, events: socket.socket) -> int:
 def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict[str, Any]:
     op = message["op"]
     if op == "warm":
+        from grader.process import paused_gc, warm_up
         beside = None
-        if message.get("calibrate"):
-            import torch  # noqa: F401 - all the calibration needs: it runs beside the rest
-            from grader.calibration import Beside
-            beside = Beside()
-        from grader.process import warm_up
-        import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken here
-        warm_up(vision=bool(message["vision"]))
+        with paused_gc():
+            if message.get("calibrate"):
+                import torch  # noqa: F401 - all the calibration needs: it runs beside the rest
+                from grader.calibration import Beside
+                beside = Beside()
+            import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken here
+            warm_up(vision=bool(message["vision"]))
         return {"calibration": asdict(beside.result())} if beside is not None else {}
     if op == "collect":
         from grader.manifest import collect_in_child

@@ -177,6 +177,21 @@ def test_the_warm_up_steps_optimizers_without_moving_the_random_state():
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_the_warm_up_imports_without_collecting_and_leaves_the_collector_on():
+    """Collections during the imports only walk objects that live as long as the process,
+    and one before the freeze leaves holes that every child's new objects fill (slower
+    grading, `grader.process.warm_up`); the children must still collect their own garbage."""
+    code = ("import gc, sys\n"
+            "from grader.process import warm_up\n"
+            "seen = []\n"
+            "gc.callbacks.append(lambda phase, info: seen.append(phase))\n"
+            "warm_up(vision=False, children=1)\n"
+            "print(len(seen), gc.isenabled(), gc.get_freeze_count() > 100000)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "True", "True"], done.stdout
+
+
 def test_the_time_limit_rule_prefers_cpu_time_and_widens_backstops_when_alone():
     from grader.timelimits import SOLO_FACTOR, exceeded
     limits = Limits(test_cpu=10, cpu=100)
