@@ -23,10 +23,8 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 
 from grader import sandbox
-from grader.paths import TESTS
 from grader.process import run_pytest_main
 
 
@@ -66,7 +64,6 @@ def plan_from_dict(d: dict, result_fd: int, ack_fd: int, parent: int) -> ChildPl
 
 
 def run(plan: ChildPlan) -> int:
-    forget_test_modules(plan.tests_root)
     # pytest (and print) write through copies of fds 1 and 2: student code that closes the
     # standard descriptors must not take the test session down with it.
     sys.stdout = open(os.dup(1), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -105,7 +102,6 @@ def run_judge(plan: ChildPlan, sock_fd: int) -> int:
     """The judge of a judged chapter: the instructor's tests, with the student's code behind
     `--student-fd`. It runs with the grader's identity, outside the sandbox, reading only
     plain data from the student's process (`grader.remote`)."""
-    forget_test_modules(plan.tests_root)
     basetemp = tempfile.mkdtemp(prefix="grader-judge-")
     try:
         from grader.guard import Guard
@@ -114,26 +110,3 @@ def run_judge(plan: ChildPlan, sock_fd: int) -> int:
     finally:
         shutil.rmtree(basetemp, ignore_errors=True)
     return 0
-
-
-def forget_test_modules(tests_root: Path) -> None:
-    """Drop modules imported from the instructor's tests folder (when grading from inside
-    the project's own test run): the sandbox imports its own copy under the same names.
-    Read from each module's own namespace, not with getattr: a module-level __getattr__
-    (torch has several) is never run, and the ~2,400 modules a warm process holds take
-    3 ms here instead of 7."""
-    roots = (str(tests_root.resolve()), str(TESTS.resolve()))
-    for name, module in list(sys.modules.items()):
-        try:
-            namespace = module.__dict__ if type(module) is ModuleType else vars(module)
-        except Exception:  # noqa: BLE001 - odd module objects are not ours
-            continue
-        if type(namespace) is not dict:
-            continue
-        places = namespace.get("__file__")
-        places = [places] if type(places) is str else []
-        path = namespace.get("__path__")
-        if type(path) is list:
-            places += path
-        if any(type(p) is str and p.startswith(roots) for p in places):
-            del sys.modules[name]

@@ -256,7 +256,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     # Before a single submission or hidden test is read: the clean parent of every process
     # that will run student code.
     from grader.zygote import Zygote
-    zygote = Zygote()
+    zygote = Zygote(tests_root)
     try:
         return _grade(args, zygote, started, submissions, shard, tests_root, datasets, out)
     finally:

@@ -18,6 +18,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Collection, Iterator, Sequence
 
 from grader.paths import TESTS
@@ -148,6 +149,31 @@ def quick_lazy_device_stacks() -> None:
         module = getattr(torch, name, None)
         if module is not None and getattr(getattr(module, "traceback", None), "format_stack", None):
             module.traceback = _QuickTraceback
+
+
+def forget_test_modules(tests_root: Path) -> None:
+    """Drop modules imported from the instructor's tests folder (a parent that has them:
+    `grader grade` run from inside the project's own test run). The zygote does it once,
+    as it starts, so that what it forks imports its own copies under the same names; in
+    every child instead, it would read the ~2,400 modules' namespaces each time, and the
+    reference counts it touches would copy a thousand shared pages per child.
+    Read from each module's own namespace, not with getattr: a module-level __getattr__
+    (torch has several) is never run."""
+    roots = (str(tests_root.resolve()), str(TESTS.resolve()))
+    for name, module in list(sys.modules.items()):
+        try:
+            namespace = module.__dict__ if type(module) is ModuleType else vars(module)
+        except Exception:  # noqa: BLE001 - odd module objects are not ours
+            continue
+        if type(namespace) is not dict:
+            continue
+        places = namespace.get("__file__")
+        places = [places] if type(places) is str else []
+        path = namespace.get("__path__")
+        if type(path) is list:
+            places += path
+        if any(type(p) is str and p.startswith(roots) for p in places):
+            del sys.modules[name]
 
 
 # --------------------------------------------------------------------------- arguments

@@ -28,10 +28,11 @@ import signal
 import socket
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
 from grader import accounting, sandbox
-from grader.process import fork_child, kill_group
+from grader.process import fork_child, forget_test_modules, kill_group
 
 MESSAGE = 1 << 16
 
@@ -39,11 +40,11 @@ MESSAGE = 1 << 16
 class Zygote:
     """The grader's handle on its zygote."""
 
-    def __init__(self) -> None:
+    def __init__(self, tests_root: Path) -> None:
         self.control, zygote_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.events, zygote_events = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         keep = {zygote_control.fileno(), zygote_events.fileno()}
-        self.pid = fork_child(lambda: _serve(zygote_control, zygote_events), keep=keep,
+        self.pid = fork_child(lambda: _serve(zygote_control, zygote_events, tests_root), keep=keep,
                               output=sys.stderr.fileno())
         zygote_control.close()
         zygote_events.close()
@@ -108,9 +109,10 @@ class Zygote:
 
 # --------------------------------------------------------------------------- the zygote's side
 
-def _serve(control: socket.socket, events: socket.socket) -> int:
+def _serve(control: socket.socket, events: socket.socket, tests_root: Path) -> int:
     sandbox.become_subreaper()
     sandbox.die_with_parent()
+    forget_test_modules(tests_root)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)

@@ -311,6 +311,37 @@ def test_grade_matches_check_on_another_chapter(tmp_path):
     assert only["status"] == "missing" and only["score"] == 0 and f"{filename} missing" in only["reason"]
 
 
+def test_a_grader_started_where_the_tests_were_imported_runs_the_folder_given(tmp_path):
+    """The tests folder passed with --tests, not the same-named modules the starting process
+    already holds (the project's own test run imports the repository's): the zygote drops
+    those once as it starts, and what it forks imports its own."""
+    tests = tmp_path / "tests"
+    (tests / "ch05").mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "__init__.py", tests)
+    for source in (ROOT / "tests" / "ch05").glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        if source.name == "test_public.py":
+            marker = "def test_forward_shape(impl):\n"
+            assert marker in text, "pick another test to change"
+            text = text.replace(marker, marker + "    raise AssertionError(\"the copy in the folder given ran\")\n", 1)
+        (tests / "ch05" / source.name).write_text(text, encoding="utf-8")
+    shutil.copytree(ROOT / "tests" / "mistakes", tests / "mistakes")
+    subs = tmp_path / "subs"
+    (subs / "ada").mkdir(parents=True)
+    (subs / "ada" / FILENAME).write_text(SOLUTION, encoding="utf-8")
+
+    def import_the_repositorys_tests() -> None:
+        import tests.ch05.probes  # noqa: F401
+        import tests.ch05.test_public  # noqa: F401
+
+    out = tmp_path / "out"
+    run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--tests", str(tests)], tmp_path,
+                  before=import_the_repositorys_tests)
+    assert run.code == 0, run.explain()
+    messages = [t["output"] for t in results(out, "ada")["tests"]]
+    assert any("the copy in the folder given ran" in m for m in messages), messages
+
+
 # --------------------------------------------------------------------------- units
 
 def test_a_tests_folder_of_another_name_is_refused_in_one_line(tmp_path, capsys):
