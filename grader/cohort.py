@@ -374,12 +374,14 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
                 bar.set_postfix_str(f"{result.submission.student[:20]} {result.score:g}/{result.max_score:g}")
                 bar.update(1)
 
+        ready = time.monotonic()
         try:
             if todo:
                 Scheduler(settings, uids.uids).grade(todo, on_done)
         finally:
             if bar is not None:
                 bar.close()
+        graded = time.monotonic()
     except KeyboardInterrupt:
         if out.is_dir():
             _rebuild(out)
@@ -394,7 +396,10 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
     records = _rebuild(out)
     if not args.quiet:
         print(gradebook.summary_table(records))
-        print(f"\n{len(todo)} graded, {current} unchanged, in {time.monotonic() - started:.1f} s; "
+        end = time.monotonic()
+        print(f"\n{len(todo)} graded, {current} unchanged, in {end - started:.1f} s "
+              f"({ready - started:.1f} s to start, {graded - ready:.1f} s grading, "
+              f"{end - graded:.1f} s gradebook and report); "
               f"gradebook in {out}/grades.csv, report in {out}/report.html")
     waiting = [r["extra_data"]["student"] for r in records if gradebook.needs_regrade(r)]
     if waiting:
