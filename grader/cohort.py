@@ -256,7 +256,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     # Before a single submission or hidden test is read: the clean parent of every process
     # that will run student code.
     from grader.zygote import Zygote
-    zygote = Zygote(tests_root)
+    zygote = Zygote(tests_root, calibrate=args.timeout is None or args.cpu is None)
     try:
         return _grade(args, zygote, started, submissions, shard, tests_root, datasets, out)
     finally:
@@ -314,8 +314,7 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         if todo or require_gpu:
             uids.acquire(args.jobs)
             from grader.htmlreport import preload
-            warm = zygote.warm_up(_needs_vision(chapters, tests_root),
-                                  calibrate=args.timeout is None or args.cpu is None, meanwhile=preload)
+            warm = zygote.warm_up(_needs_vision(chapters, tests_root), meanwhile=preload)
             if warm.get("calibration"):
                 calibration = Calibration(**warm["calibration"])
                 limits = limits.scaled(calibration.factor)

@@ -1,9 +1,10 @@
 """The zygote: a clean, warm process that forks every process that will run student code.
 
 `grader grade` forks the zygote first, before it reads a single submission or hidden test.
-The zygote then imports torch, numpy, pytest and the grading plugins once (the expensive
-part; the calibration runs meanwhile in a child of its own, `grader.calibration.Beside`)
-and afterwards only forks: a grading child per
+The zygote then imports torch, numpy, pytest and the grading plugins once, straight away,
+while the grader reads the submissions (the expensive part; the calibration runs meanwhile
+in a child of its own, `grader.calibration.Beside`), and afterwards only forks: a grading
+child per
 (submission, chapter) run, and the collect-only child that makes the manifests. So a
 student's process descends from a parent that never held another submission's files, the
 gradebook or the hidden tests' text: walking frames or the heap from student code finds
@@ -40,28 +41,33 @@ MESSAGE = 1 << 16
 class Zygote:
     """The grader's handle on its zygote."""
 
-    def __init__(self, tests_root: Path) -> None:
+    def __init__(self, tests_root: Path, calibrate: bool) -> None:
+        """The zygote starts importing (and `calibrate`s) as soon as it is forked; `warm_up`
+        collects the outcome."""
         self.control, zygote_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.events, zygote_events = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         keep = {zygote_control.fileno(), zygote_events.fileno()}
-        self.pid = fork_child(lambda: _serve(zygote_control, zygote_events, tests_root), keep=keep,
-                              output=sys.stderr.fileno())
+        self.pid = fork_child(lambda: _serve(zygote_control, zygote_events, tests_root, calibrate),
+                              keep=keep, output=sys.stderr.fileno())
         zygote_control.close()
         zygote_events.close()
         self.events.setblocking(False)
+        self.warming = True   # busy importing: it answers nothing until that is done
 
     def request(self, message: dict[str, Any], fds: list[int] = ()) -> dict[str, Any]:
         socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
         return self._reply(str(message.get("op")))
 
-    def warm_up(self, vision: bool, calibrate: bool, meanwhile: Callable[[], None] | None = None) -> dict[str, Any]:
-        """Import and calibrate in the zygote; `meanwhile()` runs here as it does (seconds
-        in which this process would otherwise only wait)."""
-        socket.send_fds(self.control, [json.dumps({"op": "warm", "vision": vision, "calibrate": calibrate})
-                                       .encode()], [])
+    def warm_up(self, vision: bool, meanwhile: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Wait for the zygote's imports (and torchvision's, with `vision`) and calibration;
+        `meanwhile()` runs here as it does (time in which this process would only wait)."""
+        socket.send_fds(self.control, [json.dumps({"op": "warm", "vision": vision}).encode()], [])
         if meanwhile is not None:
             meanwhile()
-        return self._reply("warm")
+        try:
+            return self._reply("warm")
+        finally:
+            self.warming = False
 
     def _reply(self, op: str) -> dict[str, Any]:
         data = self.control.recv(MESSAGE)
@@ -94,10 +100,13 @@ class Zygote:
             ended.append((int(event["pid"]), int(event["status"]), float(event["cpu"])))
 
     def close(self) -> None:
-        try:
-            self.request({"op": "quit"})
-        except (OSError, ValueError):
-            pass
+        """Ask the zygote to end its children and itself; one still importing (a run that
+        ended before it needed it) is killed instead of waited for."""
+        if not self.warming:
+            try:
+                self.request({"op": "quit"})
+            except (OSError, ValueError):
+                pass
         self.control.close()
         self.events.close()
         kill_group(self.pid)
@@ -109,10 +118,11 @@ class Zygote:
 
 # --------------------------------------------------------------------------- the zygote's side
 
-def _serve(control: socket.socket, events: socket.socket, tests_root: Path) -> int:
+def _serve(control: socket.socket, events: socket.socket, tests_root: Path, calibrate: bool) -> int:
     sandbox.become_subreaper()
     sandbox.die_with_parent()
     forget_test_modules(tests_root)
+    warmed = _warm(calibrate)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -133,7 +143,8 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path) -> i
                     control.send(b"{}")
                     return 0
                 try:
-                    reply = _handle(message, fds, children)
+                    reply = _vision(message, warmed) if message["op"] == "warm" else \
+                        _handle(message, fds, children)
                 except Exception as exc:  # noqa: BLE001 - reported to the grader, which decides
                     reply = {"error": f"{type(exc).__name__}: {exc}"}
                 finally:
@@ -145,19 +156,38 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path) -> i
             kill_group(pid)
 
 
-def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict[str, Any]:
-    op = message["op"]
-    if op == "warm":
+def _warm(calibrate: bool) -> dict[str, Any]:
+    """What every child needs, imported once; the calibration's outcome (or what failed),
+    for the grader's `warm` request."""
+    try:
         from grader.process import paused_gc, warm_up
         beside = None
         with paused_gc():
-            if message.get("calibrate"):
+            if calibrate:
                 import torch  # noqa: F401 - all the calibration needs: it runs beside the rest
                 from grader.calibration import Beside
                 beside = Beside()
             import grader.guard  # noqa: F401 - the tamper audit's reference identities, taken here
-            warm_up(vision=bool(message["vision"]))
+            warm_up(vision=False)
         return {"calibration": asdict(beside.result())} if beside is not None else {}
+    except Exception as exc:  # noqa: BLE001 - reported to the grader, which decides
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _vision(message: dict[str, Any], warmed: dict[str, Any]) -> dict[str, Any]:
+    """The `warm` request: torchvision too if the graded chapters use it, then `warmed`."""
+    if message.get("vision") and "error" not in warmed:
+        import gc
+
+        from grader.process import paused_gc
+        with paused_gc():
+            import torchvision  # noqa: F401
+        gc.freeze()
+    return warmed
+
+
+def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict[str, Any]:
+    op = message["op"]
     if op == "collect":
         from grader.manifest import collect_in_child
         (write_fd,) = fds

@@ -350,6 +350,22 @@ def test_a_grader_started_where_the_tests_were_imported_runs_the_folder_given(tm
 
 # --------------------------------------------------------------------------- units
 
+def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
+    """The zygote imports from its birth, while the grader reads the submissions; a run
+    that stops before it needs the zygote (no submissions, say) ends it at once."""
+    from grader.zygote import Zygote
+    zygote = Zygote(ROOT / "tests", calibrate=True)
+    assert zygote.warming
+    zygote.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(zygote.pid, os.WNOHANG)   # already reaped by close()
+    warm = Zygote(ROOT / "tests", calibrate=False)
+    try:
+        assert warm.warm_up(vision=False) == {} and not warm.warming
+    finally:
+        warm.close()
+
+
 def test_a_tests_folder_of_another_name_is_refused_in_one_line(tmp_path, capsys):
     from grader import cli
     (tmp_path / "mytests" / "ch05").mkdir(parents=True)
