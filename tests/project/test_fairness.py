@@ -161,9 +161,7 @@ def test_the_calibration_runs_in_a_child_beside_the_warm_up_and_needs_no_compile
             "workload()\n"
             "c = beside.result()\n"
             "print(c.seconds > 0, c.factor >= 1, 'torch._dynamo' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "True", "False"], done.stdout
+    assert _fresh_interpreter(code) == ["True", "True", "False"]
 
 
 def test_the_warm_up_steps_optimizers_without_moving_the_random_state():
@@ -187,9 +185,14 @@ def test_the_warm_up_imports_without_collecting_and_leaves_the_collector_on():
             "gc.callbacks.append(lambda phase, info: seen.append(phase))\n"
             "warm_up(vision=False, children=1)\n"
             "print(len(seen), gc.isenabled(), gc.get_freeze_count() > 100000)\n")
+    assert _fresh_interpreter(code) == ["0", "True", "True"]
+
+
+def _fresh_interpreter(code: str) -> list[str]:
+    """The words `code` prints, run in a new interpreter (nothing imported yet)."""
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["0", "True", "True"], done.stdout
+    return done.stdout.split()
 
 
 def test_the_time_limit_rule_prefers_cpu_time_and_widens_backstops_when_alone():
