@@ -156,7 +156,7 @@ def forget_test_modules(tests_root: Path) -> None:
     `grader grade` run from inside the project's own test run). The zygote does it once,
     as it starts, so that what it forks imports its own copies under the same names; in
     every child instead, it would read the ~2,400 modules' namespaces each time, and the
-    reference counts it touches would copy a thousand shared pages per child.
+    reference counts it touches would copy about 3,500 shared pages per judge.
     Read from each module's own namespace, not with getattr: a module-level __getattr__
     (torch has several) is never run."""
     roots = (str(tests_root.resolve()), str(TESTS.resolve()))
