@@ -24,7 +24,6 @@ import csv
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from grade_cohort import run  # noqa: E402
 
+from grader.cohort import read_phases  # noqa: E402
 from grader.mistakes import load_catalogue  # noqa: E402
 from grader.syllabus import CHAPTERS  # noqa: E402
 
@@ -98,20 +98,16 @@ def timed(cmd: list[str], sample: bool = False) -> tuple[float, int, int]:
     return wall, pss, code
 
 
-PHASES = re.compile(r"in [\d.]+ s \(([\d.]+) s to start, ([\d.]+) s grading, ([\d.]+) s gradebook and report\)")
-
-
 def way_grader(subs: Path, out: Path, chapter: str, jobs: int) -> dict:
     cmd = [GRADER, "grade", str(subs), "-o", str(out), "--jobs", str(jobs), "--chapters", chapter, "--force"]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as said:
         wall, _, _, code = run(cmd, stdout=said, stderr=subprocess.DEVNULL)
         said.seek(0)
-        found = PHASES.search(said.read())
+        phases = read_phases(said.read())
     _, peak, _ = timed(cmd + ["-q"], sample=True)  # the same again, for the memory
     with open(out / "grades.csv", encoding="utf-8", newline="") as f:
         scores = {row["student"]: float(row["total"]) for row in csv.DictReader(f)}
-    phases = tuple(float(x) for x in found.groups()) if found else None
-    return {"wall": wall, "peak": peak, "code": code, "scores": scores, "phases": phases}
+    return {"wall": wall, "peak": peak, "code": code, "scores": scores, "phases": phases and phases[1:]}
 
 
 def way_naive(subs: Path, work: Path, chapter: str, jobs: int) -> dict:

@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -400,6 +401,7 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
               f"({ready - started:.1f} s to start, {graded - ready:.1f} s grading, "
               f"{end - graded:.1f} s gradebook and report); "
               f"gradebook in {out}/grades.csv, report in {out}/report.html")
+        # `read_phases` reads this line back (make bench)
     waiting = [r["extra_data"]["student"] for r in records if gradebook.needs_regrade(r)]
     if waiting:
         print(f"grader: {len(waiting)} submission(s) could not be graded because of a failure of the "
@@ -429,6 +431,17 @@ def _memory_text(limits) -> str:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+_PHASES = re.compile(r"in ([\d.]+) s \(([\d.]+) s to start, ([\d.]+) s grading, "
+                     r"([\d.]+) s gradebook and report\)")
+
+
+def read_phases(said: str) -> tuple[float, float, float, float] | None:
+    """(total, to start, grading, gradebook and report) seconds from what `grader grade`
+    printed, or None."""
+    found = _PHASES.search(said)
+    return tuple(float(x) for x in found.groups()) if found else None  # type: ignore[return-value]
 
 
 def _needs_vision(chapters: list[str], tests_root: Path) -> bool:
