@@ -3,11 +3,12 @@
 Runs in processes forked by the zygote (through `grader.process.fork_child`, which has
 already reset signals, made a process group and wired stdout/stderr to the log pipe).
 
-* A chapter with a `probes.py` is judged (`grader.remote`): the zygote forks two children
-  joined by a socket. `serve_student` enters the sandbox and then serves requests with
-  the student's code; `run_judge` runs pytest on the instructor's tests and never
-  imports or runs anything of the student's, so nothing the student's code does can
-  reach a verdict.
+* A chapter with a `probes.py` is judged (`grader.remote`): two processes joined by a
+  socket. `serve_student` enters the sandbox and then serves requests with the student's
+  code; the judge runs pytest on the instructor's tests and never imports or runs
+  anything of the student's, so nothing the student's code does can reach a verdict.
+  The judge is forked by the chapter's judge server after collection
+  (`grader.judgeserver`), or where there is none by the zygote (`run_judge`).
 * Otherwise `run` enters the sandbox and runs the chapter's tests under the guard, in one
   process with the student's code.
 

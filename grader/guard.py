@@ -169,8 +169,8 @@ class Channel:
         self._dumps = json.dumps
 
     def send(self, message: dict) -> None:
-        if os.getpid() != self.owner:
-            return  # a fork of the test process stays quiet
+        if os.getpid() != self.owner or self.fd < 0:
+            return  # a fork of the test process stays quiet; a judge server has no grader yet
         data = memoryview((self._dumps(message, ensure_ascii=True) + "\n").encode("ascii"))
         while data:
             n = self._write(self.fd, data)
@@ -204,9 +204,28 @@ class Guard:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        tests = []
         for item in session.items:
             item.location  # noqa: B018 - computed now, while the source files still exist
+        self.hookimpls = {hook: _hookimpl_ids(session.config, hook) for hook in AUDITED_HOOKS}
+        if self.channel.fd >= 0:
+            self.announce(session)
+        linecache.clearcache()
+        sys.dont_write_bytecode = True
+
+    def serve(self, session: pytest.Session, result_fd: int, ack_fd: int,
+              skip: frozenset[str]) -> None:
+        """In a judge forked by a judge server (`grader.judgeserver`) after collection: this
+        judge's grader, its tests (without `skip`), then what a collecting judge sends."""
+        self.channel = Channel(result_fd)
+        self.ack_fd, self.skip = ack_fd, skip
+        self.pytest_collection_modifyitems(session.config, session.items)
+        self.announce(session)
+
+    def announce(self, session: pytest.Session) -> None:
+        """The list of tests to the grader, then (with an ack descriptor) wait until it has
+        removed the test files."""
+        tests = []
+        for item in session.items:
             tests.append(TestSpec(item.nodeid, item.name, grader.plugin.task_of(item) or "",
                                   grader.plugin.points_of(item),
                                   item.get_closest_marker("hidden") is not None,
@@ -214,11 +233,8 @@ class Guard:
         results = grader.plugin.results_of(session.config)
         self.channel.send({"type": "collected", "tests": tests, "device": str(results.device),
                            "collection_errors": list(results.collection_errors)[:20]})
-        self.hookimpls = {hook: _hookimpl_ids(session.config, hook) for hook in AUDITED_HOOKS}
         if self.ack_fd is not None:
             self._wait_for_ack()
-        linecache.clearcache()
-        sys.dont_write_bytecode = True
 
     def _wait_for_ack(self) -> None:
         ready, _, _ = select.select([self.ack_fd], [], [], ACK_TIMEOUT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import json
 import linecache
 import os
 import signal
@@ -229,36 +230,14 @@ def fork_child(body: Callable[[], int | None], *, keep: Collection[int] = (),
                output: int | None = None, errors: int | None = None) -> int:
     """Fork; the child runs `body` and exits with its status (CHILD_FAILED if it raised).
 
-    In the child, before `body`: default handlers for SIGCHLD, SIGINT and SIGTERM, a
-    process group of its own (so the parent can kill everything it starts), stdin from
-    /dev/null, stdout and stderr to `output` (or /dev/null; stderr to `errors` if given),
-    and every other descriptor closed except `keep`. Returns the child's pid in the parent."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    pid = os.fork()
+    In the child, before `body`, what `become_child` does. Returns the child's pid in the
+    parent."""
+    pid = fork_only()
     if pid:
         return pid
     status = CHILD_FAILED
     try:
-        try:
-            signal.set_wakeup_fd(-1)
-        except ValueError:  # not the main thread
-            pass
-        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
-        os.setpgid(0, 0)
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        os.dup2(devnull if output is None else output, 1)
-        os.dup2(devnull if output is None and errors is None else
-                output if errors is None else errors, 2)
-        close_fds_except(set(keep))
-        # A parent under pytest has swapped sys.stdout/err for its capture objects.
-        sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        become_child(keep=keep, output=output, errors=errors)
         status = body() or 0
     except BaseException:  # noqa: BLE001 - reported on the child's output
         try:
@@ -272,6 +251,59 @@ def fork_child(body: Callable[[], int | None], *, keep: Collection[int] = (),
             except BaseException:  # noqa: BLE001 - exiting anyway
                 pass
         os._exit(status)
+
+
+def fork_only() -> int:
+    """`os.fork()`, with this process's buffered output written first (else both copies
+    would write it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return os.fork()
+
+
+def become_child(*, keep: Collection[int] = (), output: int | None = None,
+                 errors: int | None = None) -> None:
+    """In a freshly forked child: default handlers for SIGCHLD, SIGINT and SIGTERM, a
+    process group of its own (so the parent can kill everything it starts), stdin from
+    /dev/null, stdout and stderr to `output` (or /dev/null; stderr to `errors` if given),
+    and every other descriptor closed except `keep`."""
+    try:
+        signal.set_wakeup_fd(-1)
+    except ValueError:  # not the main thread
+        pass
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    os.setpgid(0, 0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull if output is None else output, 1)
+    os.dup2(devnull if output is None and errors is None else
+            output if errors is None else errors, 2)
+    close_fds_except(set(keep))
+    # A parent under pytest has swapped sys.stdout/err for its capture objects.
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+
+
+def reaped() -> Iterator[tuple[int, int, float]]:
+    """This process's children that have ended, reaped now: (pid, wait status, CPU seconds
+    of the child and of what it waited for)."""
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status, usage.ru_utime + usage.ru_stime
+
+
+def exit_event(pid: int, status: int, cpu: float) -> bytes:
+    """A child's end, as the zygote tells the grader (`grader.zygote`)."""
+    return json.dumps({"pid": pid, "status": status, "cpu": cpu}).encode()
 
 
 def close_fds_except(keep: set[int]) -> None:

@@ -37,6 +37,9 @@ MAX_CRASHES = 4                 # fresh children per chapter after crashes
 TICK = 0.25                     # seconds between CPU-time samples of running children, at least
 MAX_TICK = 2.0                  # ... and at most (see `sample_interval`)
 CORES = os.cpu_count() or 1
+# Judges forked by their chapter's judge server, after collection (`grader.judgeserver`),
+# rather than by the zygote, each collecting the tests again: off only to compare the two.
+JUDGE_SERVERS = True
 
 
 def sample_interval(cpu_left: float) -> float:
@@ -319,7 +322,11 @@ class Scheduler:
                                   run.stream.skip)
         try:
             if run.judged:
-                pid, run.student = s.zygote.fork_pair({"plan": plan}, [res_w, ack_r, log_w])
+                # Not where the tests see CUDA: asking for it, as a session's configuration
+                # does, would leave the server's forked judges unable to use it.
+                served = JUDGE_SERVERS and s.manifests[run.chapter].device == "cpu"
+                pid, run.student = s.zygote.fork_pair({"plan": plan, "judge_server": served},
+                                                      [res_w, ack_r, log_w])
                 self.runs_by_pid[run.student] = run
             else:
                 pid = s.zygote.fork("grade", {"plan": plan}, [res_w, ack_r, log_w])

@@ -4,17 +4,18 @@
 The zygote then imports torch, numpy, pytest and the grading plugins once, straight away,
 while the grader reads the submissions (the expensive part; the calibration runs meanwhile
 in a child of its own, `grader.calibration.Beside`), and afterwards only forks: a grading
-child per
-(submission, chapter) run, and the collect-only child that makes the manifests. So a
-student's process descends from a parent that never held another submission's files, the
-gradebook or the hidden tests' text: walking frames or the heap from student code finds
-none of them.
+child per (submission, chapter) run (for a judged chapter, the student's process; its
+judge comes from the chapter's judge server, `grader.judgeserver`, which the zygote forks
+once), and the collect-only child that makes the manifests. So a student's process
+descends from a parent that never held another submission's files, the gradebook or the
+hidden tests' text: walking frames or the heap from student code finds none of them.
 
 Two Unix sockets (SOCK_SEQPACKET, one message each) join the grader and the zygote:
 
     control   grader -> zygote   {"op": "warm"|"collect"|"grade"|"cuda-probe"|"quit", ...}, descriptors
                                   passed alongside (SCM_RIGHTS); one reply per request
     events    zygote -> grader   {"pid": ..., "status": ..., "cpu": ...} when a child ends
+                                  (a judge server's judges: sent by their server)
 
 The zygote reaps its children (it is their parent, and a subreaper for their orphans) and
 reports each exit with the child's CPU time; it kills every child and exits when the grader
@@ -33,7 +34,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grader import accounting, sandbox
-from grader.process import fork_child, forget_test_modules, kill_group
+from grader.judgeserver import Servers
+from grader.process import exit_event, fork_child, forget_test_modules, kill_group, reaped
 
 MESSAGE = 1 << 16
 
@@ -128,12 +130,13 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path, cali
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: set[int] = set()
+    servers = Servers(events)
     try:
         while True:
             ready, _, _ = select.select([control, wake_r], [], [])
             if wake_r in ready:
                 os.read(wake_r, 4096)
-                _reap(children, events)
+                _reap(children, servers, events)
             if control in ready:
                 data, fds, _, _ = socket.recv_fds(control, MESSAGE, 8)
                 if not data:
@@ -144,7 +147,7 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path, cali
                     return 0
                 try:
                     reply = _vision(message, warmed) if message["op"] == "warm" else \
-                        _handle(message, fds, children)
+                        _handle(message, fds, children, servers)
                 except Exception as exc:  # noqa: BLE001 - reported to the grader, which decides
                     reply = {"error": f"{type(exc).__name__}: {exc}"}
                 finally:
@@ -152,6 +155,7 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path, cali
                         os.close(fd)
                 control.send(json.dumps(reply).encode())
     finally:
+        servers.close()
         for pid in children:
             kill_group(pid)
 
@@ -186,7 +190,8 @@ def _vision(message: dict[str, Any], warmed: dict[str, Any]) -> dict[str, Any]:
     return warmed
 
 
-def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict[str, Any]:
+def _handle(message: dict[str, Any], fds: list[int], children: set[int],
+            servers: Servers) -> dict[str, Any]:
     op = message["op"]
     if op == "collect":
         from grader.manifest import collect_in_child
@@ -197,19 +202,24 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict
         result_fd, ack_fd, log_fd = fds
         plan = child.plan_from_dict(message["plan"], result_fd, ack_fd, os.getpid())
         if message.get("judged"):
-            # Two children joined by a socket: the student's process (sandboxed) first, then
-            # the judge; both are this clean process's children, neither the other's.
+            # Two processes joined by a socket: the student's (sandboxed) first, then the
+            # judge; the student's is this clean process's child, the judge its own or
+            # (forked after collection) its chapter's judge server's, neither the other's.
             judge_end, student_end = socket.socketpair()
             try:
                 student = fork_child(lambda: child.serve_student(plan, student_end.fileno()),
                                      keep={student_end.fileno()}, output=log_fd)
                 children.add(student)
-                pid = fork_child(lambda: child.run_judge(plan, judge_end.fileno()),
-                                 keep={result_fd, ack_fd, judge_end.fileno()}, output=log_fd)
+                student_end.close()
+                pid = servers.judge(plan, plan.args, [result_fd, ack_fd, log_fd, judge_end.fileno()]) \
+                    if message.get("judge_server", True) else None
+                if pid is None:
+                    pid = fork_child(lambda: child.run_judge(plan, judge_end.fileno()),
+                                     keep={result_fd, ack_fd, judge_end.fileno()}, output=log_fd)
+                    children.add(pid)
             finally:
                 judge_end.close()
                 student_end.close()
-            children.add(pid)
             return {"pid": pid, "student": student}
         pid = fork_child(lambda: child.run(plan), keep={result_fd, ack_fd}, output=log_fd)
     elif op == "cuda-probe":  # --require-gpu: CUDA in a child made like the grading ones
@@ -223,17 +233,14 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int]) -> dict
     return {"pid": pid}
 
 
-def _reap(children: set[int], events: socket.socket) -> None:
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        if pid in children:
+def _reap(children: set[int], servers: Servers, events: socket.socket) -> None:
+    for pid, status, cpu in reaped():
+        if pid in children or pid in servers.judges:
+            # (a server's judge reaches here only if its server died first)
             children.discard(pid)
-            events.send(json.dumps({"pid": pid, "status": status,
-                                    "cpu": usage.ru_utime + usage.ru_stime}).encode())
-        # anything else was an orphan of student code re-parented here: reaped, gone
-        accounting.kill_orphans(children)
+            servers.judges.discard(pid)
+            events.send(exit_event(pid, status, cpu))
+        # a judge server is not the grader's business; anything else was an orphan of
+        # student code re-parented here: reaped, gone
+        servers.ended(pid)
+        accounting.kill_orphans(children | servers.pids)

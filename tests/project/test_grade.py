@@ -24,7 +24,7 @@ from grader.mistakes import load_catalogue
 from grader.paths import ROOT, chapters_with_tests
 from grader.check import run_pytest
 from grader.process import chapter_test_args
-from hostile.cases import FILENAME, SOLUTION, at_import, in_function
+from hostile.cases import DYNAMIC, FILENAME, SOLUTION, at_import, in_function
 from hostile.harness import (grader_processes, results, run_cli, shared_by_workers, start_cli, wait_cli,
                              wait_gone, wait_until)
 
@@ -348,6 +348,64 @@ def test_a_grader_started_where_the_tests_were_imported_runs_the_folder_given(tm
     assert any("the copy in the folder given ran" in m for m in messages), messages
 
 
+def _judges_logged(log: Path, kill_server_before: int = 0, servers: bool = True):
+    """A `before` for run_cli: who forked each judge ("server" or "zygote") goes to `log`;
+    the judge server is killed before the `kill_server_before`-th judge (counting from 1)."""
+    def before() -> None:
+        from grader import judgeserver, scheduler
+        scheduler.JUDGE_SERVERS = servers
+        real = judgeserver.Servers.judge
+        count = [0]
+
+        def judge(self, plan, args, fds):
+            count[0] += 1
+            if count[0] == kill_server_before:
+                for pid in list(self.pids):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead; the zygote reaps it
+            pid = real(self, plan, args, fds)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write("server\n" if pid else "zygote\n")
+            return pid
+        judgeserver.Servers.judge = judge
+    return before
+
+
+def _verdicts(out: Path, students: list[str]) -> dict:
+    """What a student reads, without the timings."""
+    return {s: (r["score"], r["extra_data"]["chapters"]["05"]["status"],
+                [(t["name"], t["status"], t["output"]) for t in r["tests"]])
+            for s in students for r in [results(out, s)]}
+
+
+def test_judges_forked_by_the_chapters_server_grade_as_collecting_judges_do(tmp_path):
+    """The judge server (`grader.judgeserver`) collects a chapter's tests once and forks its
+    judges from there: the same verdicts and messages as judges that each collect, for a
+    solution, a mistake and a submission whose process dies mid-chapter (the rest of its
+    tests run in a fresh pair, the graded ones skipped). A server that dies leaves its
+    chapter's judges to the zygote, and the grading goes on."""
+    files = {"ada": SOLUTION, "bob": MISTAKES["no zero_grad in the training loop"].apply(SOLUTION),
+             "cy": in_function(DYNAMIC, "import ctypes\nctypes.string_at(0)")}
+    subs = _cohort(tmp_path / "subs", files)
+    verdicts, forks = {}, {}
+    for way, kill, servers in (("served", 0, True), ("collecting", 0, False), ("server-killed", 2, True)):
+        log = tmp_path / f"{way}.log"
+        out = tmp_path / way
+        run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "1"], tmp_path,
+                      before=_judges_logged(log, kill, servers))
+        assert run.code == 0, run.explain()
+        verdicts[way] = _verdicts(out, sorted(files))
+        forks[way] = log.read_text(encoding="utf-8").split() if log.exists() else []
+    runs = len(forks["served"])   # one per chapter run: cy's runs again after each crash
+    assert runs > 3 and forks["served"] == ["server"] * runs, forks
+    assert forks["collecting"] == [], forks
+    assert forks["server-killed"] == ["server"] + ["zygote"] * (runs - 1), forks
+    ada, bob, cy = (verdicts["served"][s] for s in sorted(files))
+    assert ada[1] == "graded" and ada[0] == 20, ada
+    assert bob[0] < 20 and cy[1] == "crashed" and "segmentation fault" in str(cy[2]), (bob, cy)
+    assert verdicts["served"] == verdicts["collecting"] == verdicts["server-killed"]
+
+
 # --------------------------------------------------------------------------- units
 
 def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
@@ -364,6 +422,29 @@ def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
         assert warm.warm_up(vision=False) == {} and not warm.warming
     finally:
         warm.close()
+
+
+def test_a_chapter_whose_tests_do_not_collect_gets_no_judge_server(tmp_path):
+    """A server is only worth having for tests that collect cleanly; otherwise the zygote
+    forks each judge itself, which reports the collection error as it always has."""
+    import socket
+    from types import SimpleNamespace
+
+    from grader.judgeserver import Servers
+    tests = tmp_path / "tests"
+    (tests / "ch05").mkdir(parents=True)
+    (tests / "ch05" / "test_broken.py").write_text("def test_x(:\n", encoding="utf-8")
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    servers = Servers(theirs)
+    args = chapter_test_args("05", tmp_path, tests_dir=tests, extra=["-c", os.devnull, "--noconftest"])
+    try:
+        assert servers.judge(SimpleNamespace(skip=frozenset()), args, []) is None
+        assert servers.pids == set() and servers.judges == set()
+        assert list(servers.by_args.values()) == [None]   # the chapter's judges: the zygote's
+    finally:
+        servers.close()
+        mine.close()
+        theirs.close()
 
 
 def test_a_tests_folder_of_another_name_is_refused_in_one_line(tmp_path, capsys):
