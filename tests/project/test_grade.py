@@ -406,6 +406,38 @@ def test_judges_forked_by_the_chapters_server_grade_as_collecting_judges_do(tmp_
     assert verdicts["served"] == verdicts["collecting"] == verdicts["server-killed"]
 
 
+def test_a_judge_server_dying_with_a_request_costs_a_regrade_not_a_score(tmp_path):
+    """The one judge a dead server may have left half-started is the grader's failure: that
+    submission awaits a regrade (never a score), the rest are graded, the chapter's judges
+    now forked by the zygote, and the same command again grades what was left."""
+    files = {"ada": SOLUTION, "bob": SOLUTION, "cy": SOLUTION}
+    subs = _cohort(tmp_path / "subs", files)
+
+    def server_dies_at_its_second_judge() -> None:
+        from grader import judgeserver
+        real = judgeserver._Serve._fork
+        count = [0]
+
+        def fork(self, *args):
+            count[0] += 1
+            if count[0] == 2:
+                os._exit(1)
+            return real(self, *args)
+        judgeserver._Serve._fork = fork
+
+    out = tmp_path / "out"
+    first = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "1"], tmp_path,
+                    before=server_dies_at_its_second_judge)
+    assert first.code == 3, first.explain()
+    grades = _grades(out)
+    feedback = (out / "bob" / "feedback.md").read_text(encoding="utf-8")
+    assert grades["bob"]["total"] == "regrade" and "judge server ended" in feedback, (grades["bob"], feedback)
+    assert grades["ada"]["total"] == grades["cy"]["total"] == "20", grades
+    second = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05"], tmp_path)
+    assert second.code == 0, second.explain()
+    assert _grades(out)["bob"]["total"] == "20" and "1 graded, 2 unchanged" in second.stdout + second.stderr
+
+
 # --------------------------------------------------------------------------- units
 
 def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
