@@ -1,6 +1,6 @@
 """Judge servers: one pytest session per judged chapter, collected once, forked per judge.
 
-A judge (`grader.child.run_judge`) spends about 40 ms of CPU time before its first test:
+A judge (`grader.child.run_judge`) spends about 36 ms of CPU time before its first test:
 pytest's configuration (its plugins and options), then collecting the chapter's test
 files and their fixtures. None of it depends on the submission: the judge reads the
 instructor's tests where they are, and the student's code is in another process. So the
@@ -16,7 +16,9 @@ then the tests' results. The server holds nothing of any submission, runs with t
 grader's identity outside the sandbox like the judges, and reports each judge's exit on
 the zygote's event socket (the zygote's own children are reported by the zygote). If a
 server cannot start (a collection error in the tests, say) or dies, the zygote forks
-that chapter's judges itself, as before. Linux only, like the rest of `grader grade`.
+that chapter's judges itself, as before; so it does where the tests see CUDA (the grader
+asks for no server there: a session's configuration asks torch about CUDA, and what is
+forked after that cannot use it). Linux only, like the rest of `grader grade`.
 
     zygote -> server   {"impl": ..., "skip": [...]}, with the judge's result, ack and log
                        descriptors and its end of the student's socket (SCM_RIGHTS)
@@ -35,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from grader.process import become_child, exit_event, fork_child, fork_only, kill_group, reaped
+from grader.process import CHILD_FAILED, become_child, exit_event, fork_child, fork_only, kill_group, reaped
 
 MESSAGE = 1 << 16
 START_TIMEOUT = 120.0   # seconds a server may take to collect before the zygote forks judges itself
@@ -242,7 +244,7 @@ class _Serve:
             try:
                 os.write(2, f"grader: the judge failed to start: {type(exc).__name__}: {exc}\n".encode())
             finally:
-                os._exit(70)
+                os._exit(CHILD_FAILED)
         return 0
 
     def _reap(self) -> None:
