@@ -313,7 +313,7 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         calibration = gpu_report = None
         require_gpu = getattr(args, "require_gpu", False)
         if todo or require_gpu:
-            uids.acquire(args.jobs)
+            uids.acquire(2 * args.jobs)  # two per slot: `grader.scheduler.Scheduler`
             from grader.htmlreport import preload
             warm = zygote.warm_up(_needs_vision(chapters, tests_root), meanwhile=preload)
             if warm.get("calibration"):
@@ -377,7 +377,7 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         ready = time.monotonic()
         try:
             if todo:
-                Scheduler(settings, uids.uids).grade(todo, on_done)
+                Scheduler(settings, uids.uids, args.jobs).grade(todo, on_done)
         finally:
             if bar is not None:
                 bar.close()

@@ -237,7 +237,7 @@ def _try_namespace(flag: int, scratch: str) -> int:
 # --------------------------------------------------------------------------- uids
 
 class UidPool:
-    """Unprivileged uids reserved for this grader run, one per job slot."""
+    """Unprivileged uids reserved for this grader run, two per job slot (`grader.scheduler`)."""
 
     def __init__(self) -> None:
         self.uids: list[int] = []
@@ -426,6 +426,8 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
         if flags:
             _unshare(flags)
         if isolation.mount_namespace:
+            # decided before any mount, from the view the grader has (`remove_stray_files`)
+            private = private_folders(ws, Path(env.get("PRACTICE_DATASETS", "/")))
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             _reopen(ws, isolation.reopen)
             for path in hide:
@@ -434,7 +436,7 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
                            "size=4k,mode=0755")
                 except OSError:
                     pass  # permissions still protect it
-            _private_tmpfs(ws, limits, needed_paths() + [Path(env.get("PRACTICE_DATASETS", "/"))])
+            _private_tmpfs(ws, limits, private)
     _set_limits(limits, isolation.root)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails with EFBIG instead
     os.environ.clear()
@@ -455,21 +457,27 @@ def enter(ws: Workspace, limits: Limits, isolation: Isolation, hide: list[Path],
     sys.dont_write_bytecode = True
 
 
-def _private_tmpfs(ws: Workspace, limits: Limits, needed: list[Path]) -> None:
-    """HOME and the machine's shared writable folders become empty, size-limited tmpfs
-    mounts private to this job: a disk quota, and no files shared with other jobs.
+def private_folders(ws: Workspace, datasets: Path) -> list[str]:
+    """The machine's shared writable folders (PRIVATE_SHARED) that a job's mount namespace
+    covers with a tmpfs of its own: all but those holding what the child needs (the grader,
+    its Python, the data sets, the working folder: a checkout under /tmp, say), which
+    covering would hide. The uid's files in the others never reach the machine's."""
+    needed = [ws.path, *needed_paths(), datasets]
+    return [folder for folder in PRIVATE_SHARED
+            if os.path.isdir(folder) and not os.path.islink(folder)
+            and not any(p.resolve().is_relative_to(folder) for p in needed if str(p) != "/")]
 
-    A shared folder that holds what the child needs (the grader, its Python, the data sets,
-    the working folder: a checkout under /tmp, say) is left as it is: covering it would
-    hide them. What the job leaves there is removed after it (`remove_stray_files`)."""
+
+def _private_tmpfs(ws: Workspace, limits: Limits, private: list[str]) -> None:
+    """HOME and the `private` shared folders become empty, size-limited tmpfs mounts
+    private to this job: a disk quota, and no files shared with other jobs. What the job
+    leaves in the others is removed after it (`remove_stray_files`)."""
     size = f"size={limits.disk_mb}m"
     _mount("tmpfs", str(ws.home), "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=0700,uid={ws.uid},gid={ws.gid}")
     ws.tmp.mkdir(mode=0o700)
     os.chown(ws.tmp, ws.uid, ws.gid)
-    for folder in PRIVATE_SHARED:
-        holds = any(p.resolve().is_relative_to(folder) for p in [ws.path, *needed] if str(p) != "/")
-        if os.path.isdir(folder) and not os.path.islink(folder) and not holds:
-            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+    for folder in private:
+        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
 
 
 def _reopen(ws: Workspace, reopen: list[tuple[str, list[str]]]) -> None:

@@ -2,9 +2,14 @@
 
 The grader process imports torch, torchvision, numpy and pytest once, then forks one
 child per (submission, chapter) (`grader.child` is the child's side). Up to `jobs`
-submissions are in flight, one per slot (and per unprivileged uid); a single `select`
+submissions are in flight, one per slot (each with two unprivileged uids); a single `select`
 loop reads every child's result stream and output, notices exits (SIGCHLD wakes it),
 enforces the wall-clock limit and cleans up. No threads, so forking stays safe.
+
+A slot's next submission starts as soon as its judge has finished (the results are
+complete, the student's process is being killed): the last few milliseconds of the old
+one (its processes' exit, its folder's removal, its feedback) overlap the new one, which
+runs under the slot's other uid, so nothing of one can meet the other.
 
 Results arrive per test, so a crash loses only the test in flight: that test fails with
 the reason and the chapter's remaining tests run in a fresh child, up to MAX_CRASHES
@@ -174,12 +179,18 @@ def chapter_results(sub: Submission, settings: Settings) -> tuple[dict[str, Chap
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, uids: list[int]) -> None:
+    def __init__(self, settings: Settings, uids: list[int], slots: int | None = None) -> None:
+        """`slots` jobs at a time (len(uids) // 2 by default); slot s runs under uids[s] or
+        uids[s + slots], whichever its finishing job does not hold (one uid each without
+        `slots` * 2 of them: then a slot waits for its job to end before the next)."""
         self.settings = settings
-        self.uids = uids
+        self.slots = slots or max(1, len(uids) // 2)
+        self.uids = [[u for u in (uids[s], uids[s + self.slots] if s + self.slots < len(uids) else None)
+                      if u is not None] for s in range(self.slots)]
         self.selector = selectors.DefaultSelector()
         self.exited: dict[int, int] = {}
         self.jobs: dict[int, Job] = {}  # slot -> job
+        self.finishing: list[Job] = []  # judge done, its slot given to the next job (`_release`)
         self.runs_by_pid: dict[int, Run] = {}
         self.deferred: list[tuple[Submission, str]] = []  # to grade again alone, and why
         self.counter = 0
@@ -198,8 +209,8 @@ class Scheduler:
         self.selector.register(self.settings.zygote.events, selectors.EVENT_READ, None)
         try:
             while True:
-                for slot in range(len(self.uids)):
-                    while slot not in self.jobs and not exhausted:
+                for slot in range(self.slots):
+                    while slot not in self.jobs and not exhausted and self._free_uid(slot) is not None:
                         sub = next(pending, None)
                         if sub is None:
                             exhausted = True
@@ -207,19 +218,19 @@ class Scheduler:
                         finished = self._start_job(sub, slot)
                         if finished is not None:
                             on_done(finished)
-                while exhausted and not self.jobs and self.deferred:
+                while exhausted and not self.jobs and not self.finishing and self.deferred:
                     # Alone on the machine now: a wall-clock limit hit here is the code's own.
                     sub, why = self.deferred.pop(0)
                     finished = self._start_job(sub, 0, solo=why)
                     if finished is not None:
                         on_done(finished)
-                if not self.jobs:
+                if not self.jobs and not self.finishing:
                     break
                 self._wait()
                 for result in self._advance():
                     on_done(result)
         finally:
-            for job in list(self.jobs.values()):
+            for job in [*self.jobs.values(), *self.finishing]:
                 self._teardown(job)
             signal.set_wakeup_fd(old_wakeup)
             signal.signal(signal.SIGCHLD, old_handler)
@@ -233,7 +244,7 @@ class Scheduler:
         """Start grading `sub` on `slot`; `solo`: why it is graded again alone (else "")."""
         chapters, queue = chapter_results(sub, self.settings)
         self.counter += 1
-        uid = self.uids[slot]
+        uid = self._free_uid(slot)
         ws = sandbox.Workspace(self.settings.work_root / f"{slot}-{self.counter}", uid, uid)
         wall = self.settings.limits.wall_backstop * (SOLO_FACTOR if solo else 1.0)
         job = Job(sub, slot, uid, ws, chapters, queue, time.monotonic() + wall, self.settings.tests_root)
@@ -280,6 +291,26 @@ class Scheduler:
         job.queue.clear()
         return self._result(job)
 
+    def _free_uid(self, slot: int) -> int | None:
+        held = {j.uid for j in self.finishing if j.slot == slot}
+        return next((u for u in self.uids[slot] if u not in held), None)
+
+    def _release(self, job: Job) -> None:
+        """The job's judge is done and what it reported ends the job: its slot takes the next
+        submission now, while the job's student process exits and the job is cleaned up."""
+        run = job.run
+        if self.jobs.get(job.slot) is not job or run is None or len(job.queue) != 1 or run.stop is not None:
+            return
+        if len(set(self.uids[job.slot])) < 2 or self.exited.get(run.pid) != 0:
+            return
+        self._read(run, "result", drain=True)
+        cr = job.chapters[run.chapter]
+        if run.stream.done is None or any(not t.reported for n, t in cr.tests.items()
+                                          if n not in run.stream.skip):
+            return  # a crash, say: the rest of the chapter may run again (`conclude_run`)
+        del self.jobs[job.slot]
+        self.finishing.append(job)
+
     def _finish_chapter(self, job: Job) -> SubmissionResult | None:
         job.queue.pop(0)
         job.run = None
@@ -306,9 +337,15 @@ class Scheduler:
         stray: list[str] = []
         if job.ws.path.exists():
             accounting.kill_uid(job.uid)
-            stray = accounting.remove_stray_files(job.uid)
+            iso = self.settings.isolation
+            private = sandbox.private_folders(job.ws, self.settings.datasets) \
+                if iso.root and iso.mount_namespace else []
+            stray = accounting.remove_stray_files(job.uid, private)
             job.ws.destroy()
-        self.jobs.pop(job.slot, None)
+        if self.jobs.get(job.slot) is job:
+            del self.jobs[job.slot]
+        if job in self.finishing:
+            self.finishing.remove(job)
         return stray
 
     # -- children
@@ -442,7 +479,7 @@ class Scheduler:
                     run.cpu = max(run.cpu, cpu)  # the child and every process it waited for
         now = time.monotonic()
         done = []
-        for job in list(self.jobs.values()):
+        for job in [*self.jobs.values(), *self.finishing]:
             run = job.run
             if run is None:
                 continue
@@ -451,6 +488,7 @@ class Scheduler:
                 # The judge is done: the student's process goes too, then the run ends (and
                 # what else runs under the slot's uid with it, in `_launch` or `_teardown`).
                 run.kill()
+                self._release(job)
                 continue
             if run.pid in self.exited:
                 result = self._end_run(run, self.exited.pop(run.pid))

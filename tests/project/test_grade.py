@@ -438,6 +438,59 @@ def test_a_judge_server_dying_with_a_request_costs_a_regrade_not_a_score(tmp_pat
     assert _grades(out)["bob"]["total"] == "20" and "1 graded, 2 unchanged" in second.stdout + second.stderr
 
 
+def _starts_logged(log: Path, overlap: bool = True):
+    """A `before` for run_cli: each job started goes to `log` as (student, its uid, the uids
+    of the jobs still finishing then); with `overlap` False, a slot waits for its job's end."""
+    def before() -> None:
+        from grader import scheduler
+        real = scheduler.Scheduler._start_job
+
+        def start(self, sub, slot, solo=""):
+            finishing = sorted(j.uid for j in self.finishing)
+            result = real(self, sub, slot, solo)
+            job = self.jobs.get(slot)
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(json.dumps([sub.student, job and job.uid, finishing]) + "\n")
+            return result
+        scheduler.Scheduler._start_job = start
+        if not overlap:
+            scheduler.Scheduler._release = lambda self, job: None
+    return before
+
+
+@needs_root
+def test_a_slot_takes_its_next_submission_while_the_last_is_cleaned_up(tmp_path):
+    """Once a judge is done and its results end the submission, the slot starts the next
+    one under its other uid while the last one's processes exit and its folder goes: the
+    same verdicts as one after the other, for a solution, a mistake, code that leaves a
+    process behind and a submission whose process dies mid-chapter (its fresh runs are
+    not overlapped: the submission is not over)."""
+    files = {"ada": SOLUTION, "bob": MISTAKES["no zero_grad in the training loop"].apply(SOLUTION),
+             "cy": in_function(DYNAMIC, "import ctypes\nctypes.string_at(0)"),
+             "dan": at_import("import subprocess\nsubprocess.Popen(['sleep', '3011'], start_new_session=True)"),
+             "eve": SOLUTION}
+    subs = _cohort(tmp_path / "subs", files)
+    verdicts, starts = {}, {}
+    for way, overlap in (("overlapping", True), ("one after another", False)):
+        log = tmp_path / f"{way}.log"
+        out = tmp_path / way
+        run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "1"], tmp_path,
+                      before=_starts_logged(log, overlap))
+        assert run.code == 0, run.explain()
+        verdicts[way] = _verdicts(out, sorted(files))
+        starts[way] = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert verdicts["overlapping"] == verdicts["one after another"]
+    ada, bob, cy, dan, eve = (verdicts["overlapping"][s] for s in sorted(files))
+    assert ada[0] == dan[0] == eve[0] == 20 and bob[0] < 20 and cy[1] == "crashed", verdicts
+    overlapped = starts["overlapping"]
+    assert [s[0] for s in overlapped] == sorted(files), overlapped
+    assert all(uid not in finishing for _, uid, finishing in overlapped), overlapped
+    assert sum(bool(finishing) for _, _, finishing in overlapped) >= 3, overlapped
+    assert len({uid for _, uid, _ in overlapped}) == 2, overlapped
+    assert all(not finishing for _, _, finishing in starts["one after another"]), starts
+    assert len({uid for _, uid, _ in starts["one after another"]}) == 1, starts
+
+
 # --------------------------------------------------------------------------- units
 
 def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
