@@ -11,6 +11,7 @@ import shutil
 import signal
 import stat
 import time
+from typing import Collection
 
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")
 
@@ -57,8 +58,10 @@ def kill_uid(uid: int, rounds: int = 200) -> bool:
     return not processes_of(uid)
 
 
-def remove_stray_files(uid: int) -> list[str]:
-    """Delete what `uid` created in the world-writable temp folders; returns the paths."""
+def remove_stray_files(uid: int, private: Collection[str] = ()) -> list[str]:
+    """Delete what `uid` created in the world-writable temp folders; returns the paths.
+    `private`: those its processes saw only a tmpfs of their own in (not walked: on a busy
+    machine /tmp alone may hold thousands of entries, and this runs after every job)."""
     if os.geteuid() != 0 or uid == 0:
         return []
     removed = []
@@ -86,7 +89,7 @@ def remove_stray_files(uid: int) -> list[str]:
                 walk(e.path, depth + 1)
 
     for folder in SHARED_TMP:
-        if os.path.isdir(folder):
+        if folder not in private and os.path.isdir(folder):
             walk(folder, 0)
     return removed
 

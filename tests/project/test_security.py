@@ -17,7 +17,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader import sandbox
+from grader import accounting, sandbox
+from grader.process import fork_child
 from grader.suspicious import scan
 from hostile.cases import FILENAME, FORWARD, SOLUTION, at_import, in_function
 from hostile.harness import results, run_cli
@@ -209,6 +210,57 @@ def test_a_grader_failure_is_never_a_score_and_is_retried(tmp_path):
     second = run_cli(["grade", str(subs), "-o", str(out), "-q"], tmp_path)
     assert second.code == 0, second.explain()
     assert _full(out, "alice")
+
+
+@needs_root
+def test_after_a_job_only_the_shared_folders_it_could_write_to_are_searched(tmp_path):
+    """The shared folders a job had a tmpfs of its own in (`sandbox.private_folders`) are
+    exactly those its files never reached on the machine, and the clean-up after every job
+    (`remove_stray_files`) leaves them unwalked; the rest (here /var/tmp, which holds the
+    data sets and so cannot be covered) are searched and emptied of the job's files."""
+    isolation = sandbox.probe_isolation()
+    if not isolation.mount_namespace:
+        pytest.skip("no mount namespace here")
+    token = uuid.uuid4().hex[:10]
+    datasets = Path("/var/tmp") / f"datasets-{token}"
+    datasets.mkdir()
+    pool, work = sandbox.UidPool(), sandbox.WorkRoot()
+    uid = pool.acquire(1)[0]
+    ws = sandbox.Workspace(work.path / "ws", uid, uid).create({})
+    planted: list[Path] = []
+
+    def leave_files() -> int:
+        for place in sandbox.PRIVATE_SHARED:
+            try:
+                Path(place, f"stray-{token}").write_text("x")
+            except OSError:
+                pass
+        return 0
+    try:
+        parent = os.getpid()
+        pid = fork_child(lambda: (sandbox.enter(ws, sandbox.Limits(), isolation, [],
+                                                sandbox.child_env(ws, datasets), parent), leave_files())[1])
+        assert os.waitpid(pid, 0)[1] == 0
+        private = sandbox.private_folders(ws, datasets)
+        shared = [p for p in sandbox.PRIVATE_SHARED if os.path.isdir(p) and not os.path.islink(p)]
+        reached = [p for p in shared if Path(p, f"stray-{token}").exists()]
+        assert "/var/tmp" not in private and "/var/tmp" in reached, (private, reached)
+        assert sorted(reached) == sorted(set(shared) - set(private)), (private, reached)
+        for place in private:   # what the walk would find there, were it walked
+            planted.append(Path(place, f"planted-{token}"))
+            planted[-1].write_text("x")
+            os.chown(planted[-1], uid, uid)
+        removed = accounting.remove_stray_files(uid, private)
+        assert f"/var/tmp/stray-{token}" in removed and not Path("/var/tmp", f"stray-{token}").exists()
+        assert all(p.exists() for p in planted) and not set(map(str, planted)) & set(removed), removed
+    finally:
+        for p in planted:
+            p.unlink(missing_ok=True)
+        accounting.kill_uid(uid)
+        accounting.remove_stray_files(uid)
+        pool.release()
+        work.remove()
+        datasets.rmdir()
 
 
 def test_without_the_full_sandbox_grading_is_refused_unless_asked(tmp_path):
