@@ -462,10 +462,10 @@ def private_folders(ws: Workspace, datasets: Path) -> list[str]:
     covers with a tmpfs of its own: all but those holding what the child needs (the grader,
     its Python, the data sets, the working folder: a checkout under /tmp, say), which
     covering would hide. The uid's files in the others never reach the machine's."""
-    needed = [ws.path, *needed_paths(), datasets]
+    needed = [p.resolve() for p in (ws.path, *needed_paths(), datasets) if str(p) != "/"]
     return [folder for folder in PRIVATE_SHARED
             if os.path.isdir(folder) and not os.path.islink(folder)
-            and not any(p.resolve().is_relative_to(folder) for p in needed if str(p) != "/")]
+            and not any(p.is_relative_to(folder) for p in needed)]
 
 
 def _private_tmpfs(ws: Workspace, limits: Limits, private: list[str]) -> None:
@@ -539,7 +539,7 @@ def child_env(ws: Workspace, datasets: Path, extra: dict[str, str] | None = None
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         "PRACTICE_DATASETS": str(datasets),
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
     }
     for name in ("PRACTICE_THREADS", "CUDA_VISIBLE_DEVICES"):
