@@ -24,6 +24,8 @@ def _png(fig) -> str:
 
 def preload() -> None:
     """Import the plotting library now (`grader grade` does while its zygote warms up)."""
+    from grader.process import one_blas_thread
+    one_blas_thread()
     import matplotlib
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot  # noqa: F401

@@ -77,7 +77,17 @@ def warm_up(vision: bool = True, *, children: int = 2) -> None:
         _warm_up(vision, children)
 
 
+def one_blas_thread() -> None:
+    """numpy's OpenBLAS starts a thread per core as it loads, each busy-waiting for work a
+    while (about 50 ms of CPU time each here: a tenth of a second off a 2-core start when
+    the grader and its zygote load it at once; cores - 1 threads in each on a large
+    machine). The processes that grade compute on one thread (torch's: `limit_threads`),
+    so numpy's does too. Effective before numpy loads; a value already set stands."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def _warm_up(vision: bool, children: int) -> None:
+    one_blas_thread()
     import numpy  # noqa: F401
     import pytest  # noqa: F401
     import torch  # noqa: F401

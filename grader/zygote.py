@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 from grader import accounting, sandbox
 from grader.judgeserver import Servers
-from grader.process import exit_event, fork_child, forget_test_modules, kill_group, reaped
+from grader.process import exit_event, fork_child, forget_test_modules, kill_group, one_blas_thread, reaped
 
 MESSAGE = 1 << 16
 
@@ -121,6 +121,7 @@ class Zygote:
 # --------------------------------------------------------------------------- the zygote's side
 
 def _serve(control: socket.socket, events: socket.socket, tests_root: Path, calibrate: bool) -> int:
+    one_blas_thread()   # before torch (and so numpy) loads
     sandbox.become_subreaper()
     sandbox.die_with_parent()
     forget_test_modules(tests_root)

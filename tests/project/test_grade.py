@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -507,6 +508,34 @@ def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
         assert warm.warm_up(vision=False) == {} and not warm.warming
     finally:
         warm.close()
+
+
+_ZYGOTE_THREADS = """
+import os
+from pathlib import Path
+from grader.zygote import Zygote
+zygote = Zygote(Path(os.environ["TESTS"]), calibrate=False)
+zygote.warm_up(vision=False)
+print(len(os.listdir(f"/proc/{zygote.pid}/task")))
+zygote.close()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_the_warm_zygote_is_one_thread_numpys_blas_started_none():
+    """In a fresh grader (numpy not yet loaded), the zygote's numpy BLAS starts no threads
+    of its own (`process.one_blas_thread`); asked for two, it has them, and they show."""
+    counts = {}
+    for asked in (None, "2"):
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        env["TESTS"] = str(ROOT / "tests")
+        if asked:
+            env["OPENBLAS_NUM_THREADS"] = asked
+        run = subprocess.run([sys.executable, "-c", _ZYGOTE_THREADS], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        counts[asked] = int(run.stdout.split()[-1])
+    assert counts == {None: 1, "2": 2}, counts
 
 
 def test_a_chapter_whose_tests_do_not_collect_gets_no_judge_server(tmp_path):
