@@ -304,9 +304,7 @@ class Scheduler:
         if len(set(self.uids[job.slot])) < 2 or self.exited.get(run.pid) != 0:
             return
         self._read(run, "result", drain=True)
-        cr = job.chapters[run.chapter]
-        if run.stream.done is None or any(not t.reported for n, t in cr.tests.items()
-                                          if n not in run.stream.skip):
+        if not complete(job.chapters[run.chapter], run.stream):
             return  # a crash, say: the rest of the chapter may run again (`conclude_run`)
         del self.jobs[job.slot]
         self.finishing.append(job)
@@ -563,7 +561,7 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: 
     """A child has exited: decide what the chapter's unreported tests become, and whether
     the rest of the chapter runs again in a fresh child (the restart policy). Returns the
     tests to skip in that fresh child, or None when the chapter is finished."""
-    unreported = [t for n, t in cr.tests.items() if not t.reported and n not in stream.skip]
+    unreported = _unreported(cr, stream)
     if cr.tampered:
         cr.status = Status.TAMPERED
     elif cr.status == Status.ERROR:
@@ -574,7 +572,7 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: 
         for t in unreported:
             t.message = (f"stopped: {cr.reason} (during this test)" if t.nodeid == stream.current
                          else f"not run: {cr.reason}")
-    elif stream.done is not None and not unreported:
+    elif complete(cr, stream):
         pass
     elif stream.collected is None:
         cr.status = Status.ERROR
@@ -605,6 +603,15 @@ def conclude_run(cr: ChapterResult, stream: ResultStream, status: int, *, stop: 
         for t in remaining:
             t.message = f"not run: {why} in an earlier test"
     return None
+
+
+def _unreported(cr: ChapterResult, stream: ResultStream) -> list:
+    return [t for n, t in cr.tests.items() if not t.reported and n not in stream.skip]
+
+
+def complete(cr: ChapterResult, stream: ResultStream) -> bool:
+    """The session ended and reported every test it ran: `conclude_run` runs nothing again."""
+    return stream.done is not None and not _unreported(cr, stream)
 
 
 def _infrastructure_error(cr: ChapterResult, reason: str) -> None:
