@@ -114,6 +114,20 @@ class Servers:
             control.close()
             kill_group(pid)
 
+    def prune(self) -> None:
+        """Forget the judges that are gone (reaped by their server, which reported them): a
+        judge still counts while its parent is its server or, orphaned by a dead server, the
+        zygote; any other process with its number is someone else by now."""
+        me = os.getpid()
+        for pid in list(self.judges):
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    parent = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                parent = None
+            if parent != me and parent not in self.pids:
+                self.judges.discard(pid)
+
     def ended(self, pid: int) -> bool:
         """The zygote reaped `pid`: True if it was a server (whose chapter's judges the
         zygote forks itself from now on)."""

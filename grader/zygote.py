@@ -244,4 +244,6 @@ def _reap(children: set[int], servers: Servers, events: socket.socket) -> None:
         # a judge server is not the grader's business; anything else was an orphan of
         # student code re-parented here: reaped, gone
         servers.ended(pid)
-        accounting.kill_orphans(children | servers.pids)
+    # judges orphaned by a dead server are re-parented here too: they finish their runs
+    servers.prune()
+    accounting.kill_orphans(children | servers.pids | servers.judges)

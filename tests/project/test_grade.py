@@ -538,6 +538,45 @@ def test_the_warm_zygote_is_one_thread_numpys_blas_started_none():
     assert counts == {None: 1, "2": 2}, counts
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_zygote_keeps_track_of_live_judges_only():
+    """`Servers.prune`: a judge whose parent is its server, or the zygote (its server dead),
+    is kept from the orphan killer; one that is gone is forgotten, and so is a number that
+    now belongs to a process of another parent."""
+    import socket as sockets
+    from grader.judgeserver import Servers
+
+    def child(body) -> int:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                body()
+            finally:
+                os._exit(0)
+        return pid
+
+    read, write = os.pipe()
+    orphaned = child(lambda: time.sleep(60))     # as if re-parented here by a dead server
+    server = child(lambda: (os.write(write, str(child(lambda: time.sleep(60))).encode()), time.sleep(60)))
+    judge = int(os.read(read, 32))
+    gone = child(lambda: None)
+    os.waitpid(gone, 0)
+    servers = Servers(sockets.socket())
+    try:
+        servers.pids = {server}
+        servers.judges = {orphaned, judge, gone, 1}   # 1: init, nobody's judge
+        servers.prune()
+        assert servers.judges == {orphaned, judge}, servers.judges
+    finally:
+        for pid in (orphaned, judge, server):
+            os.kill(pid, signal.SIGKILL)
+        for pid in (orphaned, server):
+            os.waitpid(pid, 0)
+        os.close(read)
+        os.close(write)
+        servers.events.close()
+
+
 def test_a_chapter_whose_tests_do_not_collect_gets_no_judge_server(tmp_path):
     """A server is only worth having for tests that collect cleanly; otherwise the zygote
     forks each judge itself, which reports the collection error as it always has."""
