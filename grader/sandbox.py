@@ -303,8 +303,11 @@ class WorkRoot:
         clean_stale_work_roots()
         self.path = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=work_base()))
         os.chmod(self.path, 0o755)
-        self._lock = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Locked before it has the name another grader's `clean_stale_work_roots` looks for:
+        # a lock file found unlocked is a dead run's, never one about to be locked.
+        self._lock = os.open(self.path / ".lock-new", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        os.rename(self.path / ".lock-new", self.path / ".lock")
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

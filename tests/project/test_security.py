@@ -263,6 +263,31 @@ def test_after_a_job_only_the_shared_folders_it_could_write_to_are_searched(tmp_
         datasets.rmdir()
 
 
+def test_a_work_root_is_never_taken_for_a_dead_runs_by_a_grader_starting_beside_it(monkeypatch):
+    """Two graders on one machine (CI shards, say): one that starts cleans up the work roots
+    of runs killed earlier, those whose lock nobody holds. Were it to look at the exact
+    moment another grader has made its lock file but not yet locked it, it must not take
+    that live work root for a dead one."""
+    real = sandbox.fcntl.flock
+    seen = []
+
+    def flock(fd, op):
+        if not seen:   # the other grader cleans up just before this one locks
+            seen.append(True)
+            sandbox.clean_stale_work_roots()
+        return real(fd, op)
+    monkeypatch.setattr(sandbox.fcntl, "flock", flock)
+    root = sandbox.WorkRoot()
+    try:
+        assert seen and root.path.is_dir() and (root.path / ".lock").exists()
+        monkeypatch.setattr(sandbox.fcntl, "flock", real)
+        sandbox.clean_stale_work_roots()   # and later on, while it runs
+        assert root.path.is_dir()
+    finally:
+        root.remove()
+    assert not root.path.exists()
+
+
 def test_without_the_full_sandbox_grading_is_refused_unless_asked(tmp_path):
     subs = tmp_path / "subs"
     (subs / "alice").mkdir(parents=True)
