@@ -6,10 +6,11 @@ submissions are in flight, one per slot (each with two unprivileged uids); a sin
 loop reads every child's result stream and output, notices exits (SIGCHLD wakes it),
 enforces the wall-clock limit and cleans up. No threads, so forking stays safe.
 
-A slot's next submission starts as soon as its judge has finished (the results are
-complete, the student's process is being killed): the last few milliseconds of the old
-one (its processes' exit, its folder's removal, its feedback) overlap the new one, which
-runs under the slot's other uid, so nothing of one can meet the other.
+A slot's next submission starts as soon as its judge has sent its last result (the
+results are complete, the student's process is killed then): the last few milliseconds of
+the old one (the end of its judge's session, its processes' exit, its folder's removal, its
+feedback) overlap the new one, which runs under the slot's other uid, so nothing of one can
+meet the other.
 
 Results arrive per test, so a crash loses only the test in flight: that test fails with
 the reason and the chapter's remaining tests run in a fresh child, up to MAX_CRASHES
@@ -296,16 +297,19 @@ class Scheduler:
         return next((u for u in self.uids[slot] if u not in held), None)
 
     def _release(self, job: Job) -> None:
-        """The job's judge is done and what it reported ends the job: its slot takes the next
-        submission now, while the job's student process exits and the job is cleaned up."""
+        """The job's judge has sent its last result (or exited) and what it reported ends the
+        job: its slot takes the next submission now, while the job's student process is
+        killed, its judge ends its session and the job is cleaned up."""
         run = job.run
         if self.jobs.get(job.slot) is not job or run is None or len(job.queue) != 1 or run.stop is not None:
             return
-        if len(set(self.uids[job.slot])) < 2 or self.exited.get(run.pid) != 0:
+        if len(set(self.uids[job.slot])) < 2 or self.exited.get(run.pid, 0) != 0:
             return
         self._read(run, "result", drain=True)
         if not complete(job.chapters[run.chapter], run.stream):
             return  # a crash, say: the rest of the chapter may run again (`conclude_run`)
+        if run.student_status is None:
+            kill_group(run.student)   # the judge needs it no more
         del self.jobs[job.slot]
         self.finishing.append(job)
 
@@ -393,6 +397,8 @@ class Scheduler:
                 continue  # children's exits are read in _advance
             run, kind = key.data
             self._read(run, kind)
+            if kind == "result" and run.stream.done is not None and run.student:
+                self._release(run.job)
 
     def _read(self, run: Run, kind: str, drain: bool = False) -> None:
         fd = run.result_fd if kind == "result" else run.log_fd
