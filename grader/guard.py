@@ -165,6 +165,7 @@ class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.owner = os.getpid()
+        self.sent_done = False
         self._write = os.write  # bound now: replacing os.write later does not reach here
         self._dumps = json.dumps
 
@@ -292,3 +293,4 @@ class Guard:
                            "device": str(results.device),
                            "collection_errors": list(results.collection_errors)[:20],
                            "audit": audit(self.hookimpls or None, self.config)[:50]})
+        self.channel.sent_done = True

@@ -1,31 +1,42 @@
-"""Judge servers: one pytest session per judged chapter, collected once, forked per judge.
+"""Judge servers: one pytest session per judged chapter, collected once, forked into judges.
 
 A judge (`grader.child.run_judge`) spends about 36 ms of CPU time before its first test:
 pytest's configuration (its plugins and options), then collecting the chapter's test
 files and their fixtures. None of it depends on the submission: the judge reads the
 instructor's tests where they are, and the student's code is in another process. So the
 zygote forks, per judged chapter, a server that runs a judge's pytest session up to its
-test loop and stops there; each judge of that chapter is then forked by the server from
-that point, with what is its own (the grader's pipes, the socket to the student's
-process, the tests already graded by an earlier run) set in the copy, and runs the rest
-of the session (the tests, the session's end) as a judge that collected would.
+test loop and stops there; the chapter's judges are then forked by the server from that
+point, and each run gets what is its own (the grader's pipes, the socket to the student's
+process, the tests already graded by an earlier run) and runs the rest of the session
+(the tests, the session's end) as a judge that collected would.
 
 What a judge sends the grader is unchanged: its list of tests (the trusted manifest's,
 without the skipped ones) first, then nothing until the grader has confirmed (the ack),
 then the tests' results. The server holds nothing of any submission, runs with the
-grader's identity outside the sandbox like the judges, and reports each judge's exit on
-the zygote's event socket (the zygote's own children are reported by the zygote). If a
+grader's identity outside the sandbox like the judges, and reports each judge process's
+exit on the zygote's event socket (the zygote's own children are reported by the zygote). If a
 server cannot start (a collection error in the tests, say) or dies, the zygote forks
 that chapter's judges itself, as before; so it does where the tests see CUDA (the grader
 asks for no server there: a session's configuration asks torch about CUDA, and what is
 forked after that cannot use it). Linux only, like the rest of `grader grade`.
 
+A server's judges are workers: forked when no other is idle, each runs one judge's tests
+and session end after another (up to WORKER_RUNS), starting each run from the session as
+the server left it (`_Fresh`: the items, the stashes, the counters, the terminal
+reporter's tallies), so the pages a run touches are copied once per worker, not once per
+submission, and no judge process starts or ends per submission: 13% off the grading phase
+of 100 ch05 submissions on 2 cores. A run's end is the end of its result pipe (after the
+session's `done`); a worker that ends a run otherwise (an internal error, the student's
+process gone) exits, and its exit is that run's judge's.
+
     zygote -> server   {"impl": ..., "skip": [...]}, with the judge's result, ack and log
                        descriptors and its end of the student's socket (SCM_RIGHTS)
-    server -> zygote   {"pid": judge pid}
+    server -> zygote   {"pid": worker pid}
+    server -> worker   the same request and descriptors; worker -> server b"idle" after it
 """
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import os
@@ -33,7 +44,7 @@ import select
 import signal
 import socket
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -42,6 +53,8 @@ from grader.process import CHILD_FAILED, become_child, exit_event, fork_child, f
 MESSAGE = 1 << 16
 START_TIMEOUT = 120.0   # seconds a server may take to collect before the zygote forks judges itself
 REPLY_TIMEOUT = 30.0    # ... and to fork a judge
+WORKER_RUNS = 50        # runs a judge worker serves before it ends (and a fresh one is forked)
+IDLE = b"idle"
 
 
 class Servers:
@@ -190,81 +203,251 @@ class _Serve:
 
     def __init__(self, control: socket.socket, events_fd: int, guard: Any) -> None:
         self.control, self.events_fd, self.guard = control, events_fd, guard
-        self.judges: set[int] = set()
+        self.judges: set[int] = set()                # workers alive
+        self.lines: dict[int, socket.socket] = {}    # worker -> the server's end of its line
+        self.idle: list[int] = []                    # workers waiting for a run
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> object:
         if session.testsfailed or not session.items:
             os._exit(0)   # no server for a chapter whose tests do not collect cleanly
-        if self._serve(session):
-            return None   # a judge, forked: on to pytest's own test loop
+        self._serve(session)
         for pid in self.judges:
             kill_group(pid)
         os._exit(0)
 
-    def _serve(self, session: pytest.Session) -> bool:
-        """Fork a judge per request until the zygote hangs up; True in a judge."""
-        gc.freeze()   # what collection made: the judges' collections skip it
+    def _serve(self, session: pytest.Session) -> None:
+        """Hand each request to an idle worker (forked when there is none) until the zygote
+        hangs up."""
+        fresh = _Fresh(session)
+        gc.freeze()   # what collection made: the workers' collections skip it
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.control.send(b"{}")   # ready
         while True:
-            ready, _, _ = select.select([self.control, wake_r], [], [])
+            lines = {line.fileno(): pid for pid, line in self.lines.items()}
+            ready, _, _ = select.select([self.control, wake_r, *lines], [], [])
             if wake_r in ready:
                 os.read(wake_r, 4096)
                 self._reap()
+            for fd in ready:
+                if fd in lines and lines[fd] in self.lines:
+                    self._heard(lines[fd])
             if self.control in ready:
                 data, fds, _, _ = socket.recv_fds(self.control, MESSAGE, 8)
                 if not data:
-                    return False   # the zygote is gone
-                pid = self._fork(session, json.loads(data), fds, wake_r, wake_w)
-                if pid == 0:
-                    return True
+                    return   # the zygote is gone
+                pid = self._assign(session, fresh, data, fds)
                 self.control.send(json.dumps({"pid": pid}).encode())
 
-    def _fork(self, session: pytest.Session, message: dict, fds: list[int],
-              wake_r: int, wake_w: int) -> int:
-        result_fd, ack_fd, log_fd, student_fd = fds
-        pid = fork_only()
-        if pid:
+    def _assign(self, session: pytest.Session, fresh: "_Fresh", data: bytes, fds: list[int]) -> int:
+        """The worker that takes this request: an idle one, else a new one."""
+        try:
+            while True:
+                pid = self.idle.pop() if self.idle else self._fork(session, fresh)
+                try:
+                    socket.send_fds(self.lines[pid], [data], fds)
+                    return pid
+                except OSError:   # it ended since it said it was idle
+                    self._forget(pid)
+        finally:
             for fd in fds:
                 os.close(fd)
-            self.judges.add(pid)
-            return pid
-        # the judge
+
+    def _fork(self, session: pytest.Session, fresh: "_Fresh") -> int:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = fork_only()
+        if pid == 0:
+            mine.detach()
+            self._work(session, fresh, theirs)
+        theirs.close()
+        self.lines[pid] = mine
+        self.judges.add(pid)
+        return pid
+
+    def _heard(self, pid: int) -> None:
         try:
-            self.control.detach()   # closed with the rest below; never again by its object
-            os.close(wake_r)
-            os.close(wake_w)
-            config = session.config
-            faults = _fault_handler_fd(config)   # pytest's copy of stderr, for tracebacks of crashes
-            streams = sys.stdout, sys.stderr   # pytest's terminal writes through these
-            become_child(keep={result_fd, ack_fd, student_fd, faults}, output=log_fd)
-            sys.stdout, sys.stderr = streams
-            if faults >= 0:
-                os.dup2(2, faults)
-            from grader import sandbox
-            sandbox.die_with_parent()
-            config.option.impl = message["impl"]
-            config.option.student_fd = student_fd
-            from grader.plugin import impl_dir, results_of
-            results_of(config).impl = str(impl_dir(config))
-            self.judges.clear()
-            _restart_clock(config)
-            self.guard.serve(session, result_fd, ack_fd, frozenset(message["skip"]))
-        except BaseException as exc:  # noqa: BLE001 - the judge could not start: say so, end
-            try:
-                os.write(2, f"grader: the judge failed to start: {type(exc).__name__}: {exc}\n".encode())
-            finally:
-                os._exit(CHILD_FAILED)
-        return 0
+            said = self.lines[pid].recv(16)
+        except OSError:
+            said = b""
+        if said == IDLE:
+            self.idle.append(pid)
+        else:   # the worker has ended, or ends now
+            self._forget(pid)
+
+    def _forget(self, pid: int) -> None:
+        line = self.lines.pop(pid, None)
+        if line is not None:
+            line.close()
+        if pid in self.idle:
+            self.idle.remove(pid)
 
     def _reap(self) -> None:
         for pid, status, cpu in reaped():
             self.judges.discard(pid)
+            self._forget(pid)
             try:
                 os.write(self.events_fd, exit_event(pid, status, cpu))
             except OSError:
                 pass
+
+    # ----------------------------------------------------------------------- a worker
+
+    def _work(self, session: pytest.Session, fresh: "_Fresh", line: socket.socket) -> NoReturn:
+        """A worker: one run per request from the server, WORKER_RUNS at most."""
+        status = CHILD_FAILED
+        try:
+            for other in self.lines.values():
+                other.detach()   # the server's, closed below with the rest
+            self.control.detach()
+            streams = sys.stdout, sys.stderr   # pytest's terminal writes through these
+            faults = _fault_handler_fd(session.config)   # pytest's copy of stderr, for crashes
+            become_child(keep={line.fileno(), faults})
+            sys.stdout, sys.stderr = streams
+            from grader import sandbox
+            sandbox.die_with_parent()
+            self.judges.clear()
+            status = 0
+            for runs in range(1, WORKER_RUNS + 1):
+                data, fds, _, _ = socket.recv_fds(line, MESSAGE, 8)
+                if not data:
+                    break   # the server is gone
+                reusable, complete = self._run(session, fresh, json.loads(data), fds, faults)
+                if not reusable:
+                    # a run without its `done` ends as a judge that died would: not 0
+                    status = 0 if complete else CHILD_FAILED
+                    break
+                if runs < WORKER_RUNS:
+                    line.send(IDLE)   # (after its last run, it says nothing: it ends)
+        except BaseException as exc:  # noqa: BLE001 - the worker cannot go on: say so, end
+            status = CHILD_FAILED
+            try:
+                os.write(2, f"grader: the judge failed: {type(exc).__name__}: {exc}\n".encode())
+            except OSError:
+                pass
+        _flush()
+        os._exit(status)
+
+    def _run(self, session: pytest.Session, fresh: "_Fresh", message: dict, fds: list[int],
+             faults: int) -> tuple[bool, bool]:
+        """One judge's run: what a judge forked at the test loop would do, from the tests to
+        the session's end. (Whether this worker may serve another run, whether the session's
+        `done` was sent.)"""
+        from _pytest.main import pytest_runtestloop as test_loop
+
+        from grader.plugin import CONNECTION_KEY, impl_dir, results_of
+        result_fd, ack_fd, log_fd, student_fd = fds
+        config = session.config
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        if faults >= 0:
+            os.dup2(2, faults)
+        fresh.restore(session)
+        self.guard.setup_findings.clear()
+        config.option.impl = message["impl"]
+        config.option.student_fd = student_fd
+        results_of(config).impl = str(impl_dir(config))
+        _restart_clock(config)
+        status, reusable = pytest.ExitCode.OK, True
+        try:
+            self.guard.serve(session, result_fd, ack_fd, frozenset(message["skip"]))
+            test_loop(session)
+            if session.testsfailed:
+                status = pytest.ExitCode.TESTS_FAILED
+        except pytest.UsageError as exc:
+            status, reusable = pytest.ExitCode.USAGE_ERROR, False
+            sys.stderr.write(f"ERROR: {exc}\n")
+        except session.Failed:
+            status = pytest.ExitCode.TESTS_FAILED
+        except (KeyboardInterrupt, session.Interrupted, pytest.exit.Exception) as exc:
+            status, reusable = pytest.ExitCode.INTERRUPTED, False
+            code = getattr(exc, "returncode", None)
+            if code is not None:
+                status = code
+        except BaseException:  # noqa: BLE001 - reported as pytest reports an internal error
+            status, reusable = pytest.ExitCode.INTERNAL_ERROR, False
+            config.notify_exception(pytest.ExceptionInfo.from_current(), config.option)
+        finally:
+            os.chdir(fresh.cwd)
+            try:
+                config.hook.pytest_sessionfinish(session=session, exitstatus=status)
+            except BaseException:  # noqa: BLE001 - the session's end failed: no reuse
+                reusable = False
+            sent = self.guard.channel.fd >= 0 and self.guard.channel.sent_done
+            connection = config.stash.get(CONNECTION_KEY, None)
+            if connection is not None:
+                del config.stash[CONNECTION_KEY]
+                connection.sock.close()
+            else:
+                os.close(student_fd)
+            if self.guard.ack_fd is not None:
+                os.close(self.guard.ack_fd)
+                self.guard.ack_fd = None
+            # the log first: it is complete when the grader sees the results end
+            _flush()
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (1, 2, faults):
+                if fd >= 0:
+                    os.dup2(devnull, fd)
+            os.close(devnull)
+            os.close(result_fd)
+            self.guard.channel.fd = -1
+        return reusable and sent, sent
+
+
+class _Fresh:
+    """What each run of a worker starts from: the session as its server left it at the
+    test loop. A run changes the items' stashes (their results), the config's stash (the
+    run's results, the connection to the student), the session's counters and the terminal
+    reporter's tallies; each is put back as it was before the next run."""
+
+    def __init__(self, session: pytest.Session) -> None:
+        config = session.config
+        self.cwd = os.getcwd()
+        self.items = list(session.items)
+        self.item_stashes = [dict(item.stash._storage) for item in self.items]
+        self.config_stash = dict(config.stash._storage)
+        self.session_stash = dict(session.stash._storage)
+        from grader.plugin import RESULTS_KEY
+        self.results = copy.deepcopy(config.stash[RESULTS_KEY])
+        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self.reporter_state = {k: _copy(v) for k, v in vars(self.reporter).items()} \
+            if self.reporter is not None else {}
+
+    def restore(self, session: pytest.Session) -> None:
+        from grader.plugin import MODULES_KEY, RESULTS_KEY
+        config = session.config
+        session.items[:] = self.items
+        for item, stash in zip(self.items, self.item_stashes):
+            item.stash._storage = dict(stash)
+            item._report_sections = []
+            item.user_properties = []
+        config.stash._storage = dict(self.config_stash)
+        config.stash[RESULTS_KEY] = copy.deepcopy(self.results)
+        config.stash[MODULES_KEY] = {}
+        session.stash._storage = dict(self.session_stash)
+        session.testsfailed = 0
+        session.shouldstop = session.shouldfail = False
+        session.exitstatus = pytest.ExitCode.OK
+        for name, value in self.reporter_state.items():
+            setattr(self.reporter, name, _copy(value))
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a container one level down (the reporter's tallies: lists in a dict)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, set)):
+        return type(value)(value)
+    return value
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass

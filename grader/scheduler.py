@@ -81,6 +81,8 @@ class Run:
         self.job, self.chapter = job, chapter
         self.stream = ResultStream(job.chapters[chapter], skip)
         self.pid = 0                        # the child that runs pytest (the judge, if judged)
+        self.worker = 0                     # the judge server's worker that runs the judge:
+        #                                     `pid` is then a number of this run's own (< 0)
         self.student = 0                    # a judged chapter's student process
         self.student_status: int | None = None
         self.judge_status: int | None = None    # the pytest child's exit, once reaped
@@ -100,9 +102,10 @@ class Run:
 
     def kill(self) -> None:
         """Kill the run's process groups, never one already reaped: its number may belong to
-        a new process by now."""
-        if self.pid and self.judge_status is None:
-            kill_group(self.pid)
+        a new process by now; nor a worker that has sent this run's `done` (it may be
+        serving the next run by now)."""
+        if self.pid and self.judge_status is None and not (self.worker and self.stream.done is not None):
+            kill_group(self.worker or self.pid)
         if self.student and self.student_status is None:
             kill_group(self.student)
 
@@ -193,6 +196,8 @@ class Scheduler:
         self.jobs: dict[int, Job] = {}  # slot -> job
         self.finishing: list[Job] = []  # judge done, its slot given to the next job (`_release`)
         self.runs_by_pid: dict[int, Run] = {}
+        self.worker_runs: dict[int, Run] = {}  # a judge worker's pid -> the run it serves
+        self.worker_tokens = 0
         self.deferred: list[tuple[Submission, str]] = []  # to grade again alone, and why
         self.counter = 0
         self.wake_r, self.wake_w = os.pipe()
@@ -336,6 +341,9 @@ class Scheduler:
                 if pid in self.runs_by_pid:  # the zygote reaps it and reports the exit
                     del self.runs_by_pid[pid]
                     self.exited.pop(pid, None)
+            if run.worker:
+                self._forget_worker(run)
+                self.exited.pop(run.pid, None)
         stray: list[str] = []
         if job.ws.path.exists():
             accounting.kill_uid(job.uid)
@@ -364,9 +372,13 @@ class Scheduler:
                 # Not where the tests see CUDA: asking for it, as a session's configuration
                 # does, would leave the server's forked judges unable to use it.
                 served = JUDGE_SERVERS and s.manifests[run.chapter].device == "cpu"
-                pid, run.student = s.zygote.fork_pair({"plan": plan, "judge_server": served},
-                                                      [res_w, ack_r, log_w])
+                pid, run.student, worker = s.zygote.fork_pair({"plan": plan, "judge_server": served},
+                                                              [res_w, ack_r, log_w])
                 self.runs_by_pid[run.student] = run
+                if worker:   # it serves other runs after this one: this run gets a number
+                    self.worker_tokens += 1
+                    run.worker, pid = pid, -self.worker_tokens
+                    self.worker_runs[run.worker] = run
             else:
                 pid = s.zygote.fork("grade", {"plan": plan}, [res_w, ack_r, log_w])
         except OSError:
@@ -380,7 +392,8 @@ class Scheduler:
         for fd, kind in ((res_r, "result"), (log_r, "log")):
             _nonblocking(fd)
             self.selector.register(fd, selectors.EVENT_READ, (run, kind))
-        self.runs_by_pid[pid] = run
+        if not run.worker:
+            self.runs_by_pid[pid] = run
 
     # -- events
     def _wait(self) -> None:
@@ -413,6 +426,8 @@ class Scheduler:
                 chunk = b""
             if not chunk:
                 run.unregister(self.selector, kind)
+                if kind == "result" and run.worker and run.stream.done is not None:
+                    self._judge_ended(run, 0)   # the worker's run is over; the worker lives on
                 return
             if kind == "log":
                 run.job.log.add(chunk)
@@ -433,6 +448,8 @@ class Scheduler:
             elif action == STOP:
                 run.unregister(self.selector, "result")
                 run.kill()
+                if run.worker and run.stream.done is not None:
+                    self._judge_ended(run, 0)   # its worker is done with it: nothing to wait for
             elif action.kind == "started":
                 run.test_cpu0, run.test_wall0 = accounting.process_cpu(run.measured), time.monotonic()
             elif action.kind == "finished":
@@ -467,10 +484,15 @@ class Scheduler:
         run.stop = Stop(*stop, load=round(os.getloadavg()[0], 2))
         run.kill()
         accounting.kill_uid(job.uid)
+        if run.worker and run.stream.done is not None:
+            self._judge_ended(run, 0)   # its worker is done with it: nothing to wait for
 
     def _advance(self) -> list[SubmissionResult]:
         """Reap children, enforce deadlines, move finished runs on."""
         for pid, status, cpu in self.settings.zygote.exits():
+            if pid in self.worker_runs:   # a worker ended during a run: that run's judge
+                self._judge_ended(self.worker_runs[pid], status)
+                continue
             if pid in self.runs_by_pid:
                 run = self.runs_by_pid[pid]
                 if pid == run.student:
@@ -500,10 +522,22 @@ class Scheduler:
                     done.append(result)
         return done
 
+    def _judge_ended(self, run: Run, status: int) -> None:
+        """A worker's run has ended: its results ended after the session's `done`, or the
+        worker exited (`status`) during it."""
+        if run.judge_status is None:
+            run.judge_status = status
+            self.exited[run.pid] = status
+        self._forget_worker(run)
+
+    def _forget_worker(self, run: Run) -> None:
+        if self.worker_runs.get(run.worker) is run:
+            del self.worker_runs[run.worker]
+
     def _end_run(self, run: Run, status: int) -> SubmissionResult | None:
         """A child has exited: collect what is left of its output, clean up, conclude."""
         job, stream = run.job, run.stream
-        del self.runs_by_pid[run.pid]
+        self.runs_by_pid.pop(run.pid, None)
         self.runs_by_pid.pop(run.student, None)
         self._read(run, "result", drain=True)
         self._read(run, "log", drain=True)

@@ -83,10 +83,11 @@ class Zygote:
     def fork(self, op: str, payload: dict[str, Any], fds: list[int]) -> int:
         return int(self.request({"op": op, **payload}, fds)["pid"])
 
-    def fork_pair(self, payload: dict[str, Any], fds: list[int]) -> tuple[int, int]:
-        """A judged chapter's judge and student processes: (judge pid, student pid)."""
+    def fork_pair(self, payload: dict[str, Any], fds: list[int]) -> tuple[int, int, bool]:
+        """A judged chapter's judge and student processes: (judge pid, student pid, whether
+        the judge is a judge server's worker, which lives on after the run)."""
         reply = self.request({"op": "grade", "judged": True, **payload}, fds)
-        return int(reply["pid"]), int(reply["student"])
+        return int(reply["pid"]), int(reply["student"]), bool(reply.get("worker"))
 
     def exits(self) -> list[tuple[int, int, float]]:
         """(pid, wait status, CPU seconds) of children that ended since the last call."""
@@ -214,6 +215,7 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int],
                 student_end.close()
                 pid = servers.judge(plan, plan.args, [result_fd, ack_fd, log_fd, judge_end.fileno()]) \
                     if message.get("judge_server", True) else None
+                worker = pid is not None
                 if pid is None:
                     pid = fork_child(lambda: child.run_judge(plan, judge_end.fileno()),
                                      keep={result_fd, ack_fd, judge_end.fileno()}, output=log_fd)
@@ -221,7 +223,7 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int],
             finally:
                 judge_end.close()
                 student_end.close()
-            return {"pid": pid, "student": student}
+            return {"pid": pid, "student": student, "worker": worker}
         pid = fork_child(lambda: child.run(plan), keep={result_fd, ack_fd}, output=log_fd)
     elif op == "cuda-probe":  # --require-gpu: CUDA in a child made like the grading ones
         from grader import gpu

@@ -25,6 +25,7 @@ from grader.mistakes import load_catalogue
 from grader.paths import ROOT, chapters_with_tests
 from grader.check import run_pytest
 from grader.process import chapter_test_args
+from grader.syllabus import CHAPTERS
 from hostile.cases import DYNAMIC, FILENAME, SOLUTION, at_import, in_function
 from hostile.harness import (grader_processes, results, run_cli, shared_by_workers, start_cli, wait_cli,
                              wait_gone, wait_until)
@@ -407,6 +408,67 @@ def test_judges_forked_by_the_chapters_server_grade_as_collecting_judges_do(tmp_
     assert verdicts["served"] == verdicts["collecting"] == verdicts["server-killed"]
 
 
+def _workers_logged(log: Path, servers: bool = True):
+    """A `before` for run_cli: the judge each request went to, as "chapter pid" lines (pid 0:
+    forked by the zygote)."""
+    def before() -> None:
+        from grader import judgeserver, scheduler
+        scheduler.JUDGE_SERVERS = servers
+        real = judgeserver.Servers.judge
+
+        def judge(self, plan, args, fds):
+            pid = real(self, plan, args, fds)
+            chapter = next(a for a in args if re.fullmatch(r".*ch\d\d", a))[-2:]
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"{chapter} {pid or 0}\n")
+            return pid
+        judgeserver.Servers.judge = judge
+    return before
+
+
+def test_a_judge_worker_grades_each_submission_as_a_fresh_judge_would(tmp_path):
+    """A judge server's workers run one submission's tests after another's. For every
+    chapter, a mistake, the solution and another mistake, graded one after the other by
+    the same workers, get the verdicts and messages that judges forked afresh for each give:
+    nothing of one run (results, failures, the connection, the tallies) reaches the next."""
+    catalogue = load_catalogue(ROOT / "tests" / "mistakes")
+    chapters = chapters_with_tests(ROOT / "tests")
+    subs = tmp_path / "subs"
+    for student, pick in (("a", 0), ("b", None), ("c", -1)):
+        folder = subs / student / "exercises"
+        folder.mkdir(parents=True)
+        for chapter in chapters:
+            filename = CHAPTERS[chapter].filename
+            text = (ROOT / "solutions" / filename).read_text(encoding="utf-8")
+            if pick is not None:
+                text = catalogue[chapter][pick].apply(text)
+            (folder / filename).write_text(text, encoding="utf-8")
+    verdicts, served = {}, {}
+    for way, servers in (("workers", True), ("fresh", False)):
+        log = tmp_path / f"{way}.log"
+        out = tmp_path / way
+        run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2"], tmp_path,
+                      before=_workers_logged(log, servers))
+        assert run.code == 0, run.explain()
+        verdicts[way] = {s: (r["score"], {c: v["status"] for c, v in r["extra_data"]["chapters"].items()},
+                             [(t["name"], t.get("status"), t.get("output"), t.get("score")) for t in r["tests"]])
+                         for s in "abc" for r in [results(out, s)]}
+        served[way] = [line.split() for line in log.read_text(encoding="utf-8").splitlines()] \
+            if log.exists() else []
+    assert verdicts["workers"] == verdicts["fresh"]
+    a, b, c = (verdicts["workers"][s] for s in "abc")
+    full = sum(t["max_score"] for t in results(tmp_path / "workers", "b")["tests"])
+    assert b[0] == full and a[0] < full and c[0] < full, (a[0], b[0], c[0], full)
+    assert set(b[1].values()) == {"graded"}, b[1]
+    by_chapter: dict[str, list[str]] = {}
+    for chapter, pid in served["workers"]:
+        by_chapter.setdefault(chapter, []).append(pid)
+    assert sorted(by_chapter) == chapters and "0" not in {p for ps in by_chapter.values() for p in ps}, served
+    reused = [c for c, pids in by_chapter.items() if len(set(pids)) < len(pids)]
+    assert len(reused) >= len(chapters) // 2, by_chapter   # a worker served two runs or more
+    assert served["fresh"] == [], served
+
+
 def test_a_judge_server_dying_with_a_request_costs_a_regrade_not_a_score(tmp_path):
     """The one judge a dead server may have left half-started is the grader's failure: that
     submission awaits a regrade (never a score), the rest are graded, the chapter's judges
@@ -416,15 +478,15 @@ def test_a_judge_server_dying_with_a_request_costs_a_regrade_not_a_score(tmp_pat
 
     def server_dies_at_its_second_judge() -> None:
         from grader import judgeserver
-        real = judgeserver._Serve._fork
+        real = judgeserver._Serve._assign
         count = [0]
 
-        def fork(self, *args):
+        def assign(self, *args):
             count[0] += 1
             if count[0] == 2:
                 os._exit(1)
             return real(self, *args)
-        judgeserver._Serve._fork = fork
+        judgeserver._Serve._assign = assign
 
     out = tmp_path / "out"
     first = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "1"], tmp_path,
