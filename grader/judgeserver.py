@@ -44,6 +44,7 @@ import select
 import signal
 import socket
 import sys
+import time
 from typing import Any, NoReturn
 
 import pytest
@@ -54,6 +55,8 @@ MESSAGE = 1 << 16
 START_TIMEOUT = 120.0   # seconds a server may take to collect before the zygote forks judges itself
 REPLY_TIMEOUT = 30.0    # ... and to fork a judge
 WORKER_RUNS = 50        # runs a judge worker serves before it ends (and a fresh one is forked)
+IDLE_WORKERS = 2        # idle workers a server keeps (the rest end: each holds ~35 MB of its own)
+IDLE_SECONDS = 10.0     # ... and for how long, once no run has come for them
 IDLE = b"idle"
 
 
@@ -205,7 +208,7 @@ class _Serve:
         self.control, self.events_fd, self.guard = control, events_fd, guard
         self.judges: set[int] = set()                # workers alive
         self.lines: dict[int, socket.socket] = {}    # worker -> the server's end of its line
-        self.idle: list[int] = []                    # workers waiting for a run
+        self.idle: dict[int, float] = {}             # workers waiting for a run -> since when
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> object:
@@ -227,8 +230,10 @@ class _Serve:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         self.control.send(b"{}")   # ready
         while True:
+            self._retire()
             lines = {line.fileno(): pid for pid, line in self.lines.items()}
-            ready, _, _ = select.select([self.control, wake_r, *lines], [], [])
+            timeout = IDLE_SECONDS if self.idle else None
+            ready, _, _ = select.select([self.control, wake_r, *lines], [], [], timeout)
             if wake_r in ready:
                 os.read(wake_r, 4096)
                 self._reap()
@@ -246,7 +251,7 @@ class _Serve:
         """The worker that takes this request: an idle one, else a new one."""
         try:
             while True:
-                pid = self.idle.pop() if self.idle else self._fork(session, fresh)
+                pid = self.idle.popitem()[0] if self.idle else self._fork(session, fresh)
                 try:
                     socket.send_fds(self.lines[pid], [data], fds)
                     return pid
@@ -273,16 +278,24 @@ class _Serve:
         except OSError:
             said = b""
         if said == IDLE:
-            self.idle.append(pid)
+            self.idle[pid] = time.monotonic()
         else:   # the worker has ended, or ends now
             self._forget(pid)
+
+    def _retire(self) -> None:
+        """End the idle workers beyond IDLE_WORKERS, and those idle for IDLE_SECONDS: the
+        line closed, a worker waiting for a run ends (none is on its way: runs are only
+        sent by this process, to a worker it has just taken off the idle list)."""
+        now = time.monotonic()
+        for n, (pid, since) in enumerate(sorted(self.idle.items(), key=lambda kv: -kv[1])):
+            if n >= IDLE_WORKERS or now - since >= IDLE_SECONDS:
+                self._forget(pid)
 
     def _forget(self, pid: int) -> None:
         line = self.lines.pop(pid, None)
         if line is not None:
             line.close()
-        if pid in self.idle:
-            self.idle.remove(pid)
+        self.idle.pop(pid, None)
 
     def _reap(self) -> None:
         for pid, status, cpu in reaped():

@@ -601,6 +601,32 @@ def test_the_warm_zygote_is_one_thread_numpys_blas_started_none():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_judge_server_keeps_few_idle_workers_and_not_for_long(monkeypatch):
+    """`_Serve._retire`: beyond IDLE_WORKERS idle workers, the longest idle end; so does a
+    worker idle for IDLE_SECONDS. An ended worker's line is closed (the worker, waiting for
+    a run, reads its end and exits); busy workers are left alone."""
+    import socket as sockets
+    from grader import judgeserver
+    serve = judgeserver._Serve(sockets.socket(), -1, None)
+    theirs = {}
+    for pid in (11, 12, 13, 14, 15):
+        mine, theirs[pid] = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+        serve.lines[pid] = mine
+    now = time.monotonic()
+    monkeypatch.setattr(judgeserver, "IDLE_WORKERS", 2)
+    serve.idle = {11: now - 3, 12: now - 2, 13: now - 1, 14: now - judgeserver.IDLE_SECONDS - 1}
+    serve._retire()   # 15 is busy
+    assert sorted(serve.idle) == [12, 13] and sorted(serve.lines) == [12, 13, 15], (serve.idle, serve.lines)
+    for pid in (11, 14):
+        assert theirs[pid].recv(16) == b""   # the worker's end: the server hung up
+    for pid in (12, 13, 15):
+        theirs[pid].setblocking(False)
+        with pytest.raises(BlockingIOError):
+            theirs[pid].recv(16)
+    for sock in [*serve.lines.values(), *theirs.values()]:
+        sock.close()
+
+
 def test_the_zygote_keeps_track_of_live_judges_only():
     """`Servers.prune`: a judge whose parent is its server, or the zygote (its server dead),
     is kept from the orphan killer; one that is gone is forgotten, and so is a number that

@@ -189,4 +189,4 @@ def test_seeding_queues_device_calls_without_reading_source_lines():
     if torch.cuda.is_initialized():
         pytest.skip("CUDA is initialised: seeds are not queued")
     stack = torch.cuda._lazy_seed_tracker.get_calls()[-1][1]
-    assert f"line {line}, in seed_here\n" in "".join(stack), stack[-6:]
+    assert f"line {line}, in seed_here\n" in "".join(stack), list(stack)[-6:]
