@@ -49,13 +49,14 @@ from typing import Any, NoReturn
 
 import pytest
 
-from grader.process import CHILD_FAILED, become_child, exit_event, fork_child, fork_only, kill_group, reaped
+from grader.process import (CHILD_FAILED, become_child, exit_event, flush_output, fork_child, fork_only,
+                            kill_group, reaped)
 
 MESSAGE = 1 << 16
 START_TIMEOUT = 120.0   # seconds a server may take to collect before the zygote forks judges itself
 REPLY_TIMEOUT = 30.0    # ... and to fork a judge
 WORKER_RUNS = 50        # runs a judge worker serves before it ends (and a fresh one is forked)
-IDLE_WORKERS = 2        # idle workers a server keeps (the rest end: each holds ~35 MB of its own)
+IDLE_WORKERS = 2        # idle workers a server keeps (the rest end: a ch05 worker holds ~33 MB of its own)
 IDLE_SECONDS = 10.0     # ... and for how long, once no run has come for them
 IDLE = b"idle"
 
@@ -340,7 +341,7 @@ class _Serve:
                 os.write(2, f"grader: the judge failed: {type(exc).__name__}: {exc}\n".encode())
             except OSError:
                 pass
-        _flush()
+        flush_output()
         os._exit(status)
 
     def _run(self, session: pytest.Session, fresh: "_Fresh", message: dict, fds: list[int],
@@ -400,7 +401,7 @@ class _Serve:
                 os.close(self.guard.ack_fd)
                 self.guard.ack_fd = None
             # the log first: it is complete when the grader sees the results end
-            _flush()
+            flush_output()
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (1, 2, faults):
                 if fd >= 0:
@@ -456,11 +457,3 @@ def _copy(value: Any) -> Any:
     if isinstance(value, (list, set)):
         return type(value)(value)
     return value
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass

@@ -269,22 +269,24 @@ def fork_child(body: Callable[[], int | None], *, keep: Collection[int] = (),
         except BaseException:  # noqa: BLE001
             pass
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001 - exiting anyway
-                pass
+        flush_output()
         os._exit(status)
+
+
+def flush_output() -> None:
+    """Write what sys.stdout and sys.stderr hold (before a fork, a descriptor's switch or
+    an `os._exit`); a stream that cannot be written is passed over."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or broken stream: nothing to keep
+            pass
 
 
 def fork_only() -> int:
     """`os.fork()`, with this process's buffered output written first (else both copies
     would write it)."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    flush_output()
     return os.fork()
 
 
