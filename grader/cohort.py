@@ -266,7 +266,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: Path, datasets: Path,
            out: Path) -> int:
-    from grader import feedback, manifest, sandbox, submissions as found
+    from grader import accounting, feedback, manifest, sandbox, submissions as found
     from grader.calibration import Calibration
     from grader.redact import Redactor
 
@@ -366,10 +366,11 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         limit_info = {**limits.describe(), "calibration": calibration.__dict__ if calibration else None,
                       "gpu_check": gpu_report.describe() if gpu_report else None}
         redact = Redactor(line for m in manifests.values() for line in m.hidden_lines)
+        replaced = accounting.Remover()   # a student's earlier feedback folder, deleted beside grading
         bar = _progress(len(todo), args.quiet)
 
         def on_done(result) -> None:
-            feedback.write_student(out, result, redact, limit_info)
+            feedback.write_student(out, result, redact, limit_info, discard=replaced.remove)
             if bar is not None:
                 bar.set_postfix_str(f"{result.submission.student[:20]} {result.score:g}/{result.max_score:g}")
                 bar.update(1)
@@ -379,6 +380,7 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
             if todo:
                 Scheduler(settings, uids.uids, args.jobs).grade(todo, on_done)
         finally:
+            replaced.close()   # earlier feedback folders: gone before the gradebook is made
             if bar is not None:
                 bar.close()
         graded = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import html
+import itertools
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 from grader import __version__
 from grader.manifest import fingerprint
@@ -228,8 +230,10 @@ def _visible_chapter(cr: ChapterResult, redact: Redactor) -> list[str]:
     return out
 
 
-def write_student(out: Path, result: SubmissionResult, redact: Redactor, limits: dict) -> dict:
-    """Write OUT/<student>/{results.json,feedback.md,log.txt} atomically; returns results."""
+def write_student(out: Path, result: SubmissionResult, redact: Redactor, limits: dict,
+                  discard: Callable[[Path], None] | None = None) -> dict:
+    """Write OUT/<student>/{results.json,feedback.md,log.txt} atomically; returns results.
+    `discard(folder)` deletes what it replaces (at once by default)."""
     student = result.submission.student
     feedback = feedback_md(result, redact)
     data = results_json(result, redact, limits=limits)
@@ -241,18 +245,24 @@ def write_student(out: Path, result: SubmissionResult, redact: Redactor, limits:
     (tmp / "log.txt").write_text(redact(result.log), encoding="utf-8")
     (tmp / "results.json").write_text(json.dumps(strict_json(data), indent=1, ensure_ascii=False,
                                                  allow_nan=False), encoding="utf-8")
-    replace_dir(tmp, out / student)
+    replace_dir(tmp, out / student, discard)
     return data
 
 
-def replace_dir(new: Path, target: Path) -> None:
+_OLD = itertools.count()
+
+
+def replace_dir(new: Path, target: Path, discard: Callable[[Path], None] | None = None) -> None:
     old = None
     if target.exists():
-        old = target.parent / f".old-{target.name}-{os.getpid()}"
+        old = target.parent / f".old-{target.name}-{os.getpid()}-{next(_OLD)}"
         os.replace(target, old)
     os.replace(new, target)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if discard is None:
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            discard(old)
 
 
 def clean_leftovers(out: Path) -> None:

@@ -92,7 +92,9 @@ class Run:
         self.cpu = 0.0                      # CPU seconds of this child's processes so far
         self.test_cpu0 = 0.0                # ... when the test in flight started
         self.test_wall0 = self.started
-        self.next_sample = 0.0              # when `cpu` is to be measured next
+        self.test_cpu = 0.0                 # ... the test's own CPU time, as last measured
+        self.next_test_sample = 0.0         # when the test's CPU time is to be measured next
+        self.next_sample = 0.0              # when `cpu` is to be measured next (`_launch`)
         self.stop: Stop | None = None       # why the parent killed it, if it did
 
     @property
@@ -198,6 +200,7 @@ class Scheduler:
         self.runs_by_pid: dict[int, Run] = {}
         self.worker_runs: dict[int, Run] = {}  # a judge worker's pid -> the run it serves
         self.worker_tokens = 0
+        self.remover = accounting.Remover()   # working folders, deleted beside the loop
         self.deferred: list[tuple[Submission, str]] = []  # to grade again alone, and why
         self.counter = 0
         self.wake_r, self.wake_w = os.pipe()
@@ -238,6 +241,7 @@ class Scheduler:
         finally:
             for job in [*self.jobs.values(), *self.finishing]:
                 self._teardown(job)
+            self.remover.close()
             signal.set_wakeup_fd(old_wakeup)
             signal.signal(signal.SIGCHLD, old_handler)
             self.selector.unregister(self.wake_r)
@@ -273,6 +277,9 @@ class Scheduler:
         while job.queue and time.monotonic() < job.deadline and job.cpu < self.settings.limits.cpu:
             chapter = job.queue[0]
             run = Run(job, chapter, skip)
+            # Its CPU time is 0 as it starts: its first scan is due when one after a scan
+            # now would be (`sample_interval`); most runs end before (a scan is ~2 ms).
+            run.next_sample = run.started + sample_interval(self.settings.limits.cpu - job.cpu)
             job.run = run
             job.chapters[chapter].runs += 1
             job.log.add(f"\n==== ch{chapter} (run {job.chapters[chapter].runs}) ====\n".encode())
@@ -351,7 +358,7 @@ class Scheduler:
             private = sandbox.private_folders(job.ws, self.settings.datasets) \
                 if iso.root and iso.mount_namespace else []
             stray = accounting.remove_stray_files(job.uid, private)
-            job.ws.destroy()
+            job.ws.destroy(self.remover)
         if self.jobs.get(job.slot) is job:
             del self.jobs[job.slot]
         if job in self.finishing:
@@ -452,6 +459,7 @@ class Scheduler:
                     self._judge_ended(run, 0)   # its worker is done with it: nothing to wait for
             elif action.kind == "started":
                 run.test_cpu0, run.test_wall0 = accounting.process_cpu(run.measured), time.monotonic()
+                run.test_cpu, run.next_test_sample = 0.0, run.test_wall0 + TICK
             elif action.kind == "finished":
                 test = run.job.chapters[run.chapter].tests[action.nodeid]
                 test.cpu = round(max(0.0, accounting.process_cpu(run.measured) - run.test_cpu0), 3)
@@ -475,9 +483,12 @@ class Scheduler:
         if run is None or run.stop is not None or run.pid in self.exited:
             return
         testing = run.stream.current is not None
+        if testing and now >= run.next_test_sample:   # every TICK, not on every event
+            run.test_cpu = accounting.process_cpu(run.measured) - run.test_cpu0
+            run.next_test_sample = now + TICK
         stop = exceeded(self.settings.limits, solo=job.solo,
                         submission_cpu=job.cpu + self._sample_cpu(run, now),
-                        test_cpu=accounting.process_cpu(run.measured) - run.test_cpu0 if testing else None,
+                        test_cpu=run.test_cpu if testing else None,
                         test_wall=now - run.test_wall0, past_deadline=now >= job.deadline)
         if stop is None:
             return

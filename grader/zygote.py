@@ -157,6 +157,7 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path, cali
                         os.close(fd)
                 control.send(json.dumps(reply).encode())
     finally:
+        accounting.kill_orphans(children | servers.pids | servers.judges, scan=True)
         servers.close()
         for pid in children:
             kill_group(pid)

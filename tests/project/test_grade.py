@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -666,6 +667,69 @@ def test_the_zygote_keeps_track_of_live_judges_only():
         os.close(read)
         os.close(write)
         servers.events.close()
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["children-files", "proc-scan"])
+def test_the_orphan_killer_kills_untracked_children_only(scan):
+    """`kill_orphans`: a child of this process that is not tracked (student code re-parented
+    to the zygote) is killed, a tracked one is not, whether the children are read from
+    /proc/self/task/*/children or from a scan of every /proc entry."""
+    from grader import accounting
+
+    def child() -> int:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        return pid
+
+    tracked, orphan = child(), child()
+    try:
+        listed = accounting.own_children()
+        if listed is not None:
+            assert {tracked, orphan} <= set(listed), listed
+        accounting.kill_orphans({tracked}, scan=scan)
+        _, status = os.waitpid(orphan, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        assert os.waitpid(tracked, os.WNOHANG) == (0, 0), "a tracked child was killed"
+    finally:
+        for pid in (tracked, orphan):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+
+
+def test_a_working_folder_deleted_beside_the_loop_is_closed_to_its_uid_at_once(tmp_path):
+    """`Workspace.destroy(remover)`: the folder is deleted by the remover's thread, but from
+    the call on only its owner (the grader) may enter it, as the slot's uid may already run
+    the next submission; `close` returns once it is gone."""
+    from grader import accounting, sandbox
+
+    ws = sandbox.Workspace(tmp_path / "0-1", os.getuid(), os.getgid())
+    ws.create({FILENAME: SOLUTION.encode()})
+    (ws.home / "notes.txt").write_text("left behind")
+    remover = accounting.Remover()
+    gate = threading.Event()
+    original = shutil.rmtree
+
+    def held(path, **kwargs):   # the thread deletes nothing until the test has looked
+        gate.wait(30)
+        original(path, **kwargs)
+
+    shutil.rmtree = held
+    try:
+        ws.destroy(remover)
+        assert ws.path.exists() and (ws.path.stat().st_mode & 0o777) == 0o700
+    finally:
+        gate.set()
+        remover.close()
+        shutil.rmtree = original
+    assert not ws.path.exists()
+    ws.create({FILENAME: SOLUTION.encode()})
+    ws.destroy()   # without a remover: at once
+    assert not ws.path.exists()
 
 
 def test_a_chapter_whose_tests_do_not_collect_gets_no_judge_server(tmp_path):
