@@ -189,6 +189,7 @@ class Guard:
         self.config: pytest.Config | None = None
         self.hookimpls: dict[str, list] = {}
         self.setup_findings: dict[str, list[str]] = {}
+        self.specs: dict[str, dict] = {}   # node id -> what `announce` sends of it
 
     # -- collection: the trusted manifest, then the test files go away
     @pytest.hookimpl(tryfirst=True)
@@ -227,10 +228,13 @@ class Guard:
         removed the test files."""
         tests = []
         for item in session.items:
-            tests.append(TestSpec(item.nodeid, item.name, grader.plugin.task_of(item) or "",
-                                  grader.plugin.points_of(item),
-                                  item.get_closest_marker("hidden") is not None,
-                                  item.get_closest_marker("gpu") is not None).spec_dict())
+            spec = self.specs.get(item.nodeid)
+            if spec is None:   # (a judge worker's next runs announce the same items)
+                spec = self.specs[item.nodeid] = TestSpec(
+                    item.nodeid, item.name, grader.plugin.task_of(item) or "", grader.plugin.points_of(item),
+                    item.get_closest_marker("hidden") is not None,
+                    item.get_closest_marker("gpu") is not None).spec_dict()
+            tests.append(spec)
         results = grader.plugin.results_of(session.config)
         self.channel.send({"type": "collected", "tests": tests, "device": str(results.device),
                            "collection_errors": list(results.collection_errors)[:20]})
@@ -262,18 +266,27 @@ class Guard:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self._fork_returned()
         if report.when == "setup":
-            self.setup_findings[report.nodeid] = audit(self.hookimpls, self.config)
+            if self._student_code_here():
+                self.setup_findings[report.nodeid] = audit(self.hookimpls, self.config)
             return
         if report.when != "teardown":
             return
         findings = self.setup_findings.pop(report.nodeid, [])
-        findings += [f for f in audit(self.hookimpls, self.config) if f not in findings]
+        if self._student_code_here():
+            findings += [f for f in audit(self.hookimpls, self.config) if f not in findings]
         entry = self._entry(report.nodeid)
         message = {"type": "test", "nodeid": report.nodeid, "audit": findings[:50]}
         if entry is not None:
             message.update(outcome=entry.outcome, message=str(entry.message)[:MESSAGE_LIMIT],
                            duration=float(entry.duration))
         self.channel.send(message)
+
+    def _student_code_here(self) -> bool:
+        """Whether the student's code runs in this process, so each test is audited. A
+        judge's student is another process (`--student-fd`): nothing of it can reach the
+        objects audited here, and the judge is audited once, as its session ends (about
+        2 ms a ch05 submission saved)."""
+        return self.config is None or self.config.getoption("student_fd") < 0
 
     def _entry(self, nodeid: str):
         results = grader.plugin.results_of(self.config)

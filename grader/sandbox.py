@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import pwd
 import resource
@@ -473,11 +474,20 @@ def private_folders(ws: Workspace, datasets: Path) -> list[str]:
     """The machine's shared writable folders (PRIVATE_SHARED) that a job's mount namespace
     covers with a tmpfs of its own: all but those holding what the child needs (the grader,
     its Python, the data sets, the working folder: a checkout under /tmp, say), which
-    covering would hide. The uid's files in the others never reach the machine's."""
-    needed = [p.resolve() for p in (ws.path, *needed_paths(), datasets) if str(p) != "/"]
-    return [folder for folder in PRIVATE_SHARED
-            if os.path.isdir(folder) and not os.path.islink(folder)
-            and not any(p.is_relative_to(folder) for p in needed)]
+    covering would hide. The uid's files in the others never reach the machine's.
+
+    What decides is the folder the working folders are made in, not which one: worked out
+    once per grading run (about 1 ms of path lookups), by the grader for its clean-up and
+    by the zygote for the children it forks, which inherit the answer."""
+    return list(_private_folders(str(ws.path.parent), str(datasets)))
+
+
+@functools.lru_cache(maxsize=8)
+def _private_folders(work_root: str, datasets: str) -> tuple[str, ...]:
+    needed = [Path(p).resolve() for p in (work_root, *needed_paths(), datasets) if str(p) != "/"]
+    return tuple(folder for folder in PRIVATE_SHARED
+                 if os.path.isdir(folder) and not os.path.islink(folder)
+                 and not any(p.is_relative_to(folder) for p in needed))
 
 
 def _private_tmpfs(ws: Workspace, limits: Limits, private: list[str]) -> None:

@@ -446,7 +446,8 @@ class Scheduler:
     def _act(self, run: Run, actions: list[Action]) -> None:
         for action in actions:
             if action == ACK:
-                run.job.ws.remove_test_files()
+                if not run.judged:   # (a judge's student has no test files to remove)
+                    run.job.ws.remove_test_files()
                 try:
                     os.write(run.ack_fd, b"1")
                 except OSError:

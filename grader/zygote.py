@@ -204,6 +204,8 @@ def _handle(message: dict[str, Any], fds: list[int], children: set[int],
         from grader import child
         result_fd, ack_fd, log_fd = fds
         plan = child.plan_from_dict(message["plan"], result_fd, ack_fd, os.getpid())
+        if plan.isolation.mount_namespace:
+            sandbox.private_folders(plan.workspace, plan.datasets)   # once: inherited from here on
         if message.get("judged"):
             # Two processes joined by a socket: the student's (sandboxed) first, then the
             # judge; the student's is this clean process's child, the judge its own or
