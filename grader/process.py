@@ -118,6 +118,53 @@ def _warm_up(vision: bool, children: int) -> None:
     gc.freeze()
 
 
+MADV_HUGEPAGE, MADV_COLLAPSE = 14, 25
+HUGE_PAGE = 2 << 20
+
+
+def huge_static_data(min_size: int = 16 << 20) -> int:
+    """Back the large anonymous regions other than the heap with huge pages, in the process
+    that is forked for every submission (the zygote), once it has imported what it needs.
+    Returns the MB moved (0 where the kernel cannot: before Linux 6.1, say).
+
+    They are the static data of libraries that torch loads (cuBLAS's 81 MB, Triton's 47 MB
+    here) and a few large allocations, written as they load and little after: a fork
+    copies one page-table entry per 2 MB of them instead of 512, and the child's exit
+    frees as many, so each submission's process costs less to make and to end. Measured
+    here, forking a warm zygote for a short training loop: the fork 5.5 -> 3.8 ms of CPU
+    time, the child 70 -> 63 ms (fewer entries to copy and free, fewer TLB misses), for
+    about 0.45 s of CPU time once. The zygote runs this on a thread of its own as the
+    tests are collected (`grader.zygote`), so the start does not wait for it; a region
+    whose pages a child shares by then stays as it was. The heap is left alone: the
+    zygote writes to it as it serves, and a write after a fork splits a huge page again."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except (OSError, AttributeError):
+        return 0
+    moved = 0
+    for line in maps:
+        fields = line.split()
+        if fields[1] != "rw-p" or len(fields) > 5:   # private, writable, anonymous, unnamed
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        start = -(-start // HUGE_PAGE) * HUGE_PAGE
+        end = end // HUGE_PAGE * HUGE_PAGE
+        if end - start < min_size:
+            continue
+        if madvise(start, end - start, MADV_HUGEPAGE) == 0 and madvise(start, end - start, MADV_COLLAPSE) == 0:
+            moved += end - start
+        # else: not on this kernel (EINVAL), not for this region (one that asked for no huge
+        # pages, say), or no huge page free now (EAGAIN, ENOMEM): it stays as it was
+    return moved >> 20
+
+
 def first_calls() -> None:
     """A step of autograd and of the optimizers the chapters use (SGD, Adam), so that what
     torch sets up on first use (the optimizers' wrappers around torch's compiler stack

@@ -54,7 +54,7 @@ CLONE_NEWIPC = 0x08000000
 PRIVATE_SHARED = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 38, 36
+PR_SET_PDEATHSIG, PR_SET_NAME, PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER = 1, 15, 38, 36
 
 
 WALL_FACTOR = 4.0      # wall-clock backstops: this many times the CPU limit (plus slack)
@@ -157,6 +157,15 @@ def _mount(source: str | None, target: str | None, fstype: str | None, flags: in
 def _prctl(option: int, value: int) -> None:
     libc().prctl(ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0),
                  ctypes.c_ulong(0), ctypes.c_ulong(0))
+
+
+def set_thread_name(name: str) -> None:
+    """The calling thread's name as /proc shows it (`comm`, 15 bytes), where Linux has one."""
+    buffer = ctypes.create_string_buffer(name.encode()[:15])
+    try:
+        _prctl(PR_SET_NAME, ctypes.addressof(buffer))
+    except (OSError, AttributeError):
+        pass
 
 
 def become_subreaper() -> None:

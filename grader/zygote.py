@@ -29,13 +29,15 @@ import select
 import signal
 import socket
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from grader import accounting, sandbox
 from grader.judgeserver import Servers
-from grader.process import exit_event, fork_child, forget_test_modules, kill_group, one_blas_thread, reaped
+from grader.process import (exit_event, fork_child, forget_test_modules, huge_static_data, kill_group,
+                            one_blas_thread, reaped)
 
 MESSAGE = 1 << 16
 
@@ -155,12 +157,30 @@ def _serve(control: socket.socket, events: socket.socket, tests_root: Path, cali
                 finally:
                     for fd in fds:
                         os.close(fd)
+                if message["op"] == "warm" and "error" not in reply:
+                    # beside the rest of the start (the tests' collection, the first forks),
+                    # on a thread of its own: madvise waits with the interpreter's lock released
+                    named = threading.Event()
+                    threading.Thread(target=_huge_pages, args=(named,), name=HUGE_PAGES_THREAD,
+                                     daemon=True).start()
+                    named.wait(1.0)
                 control.send(json.dumps(reply).encode())
     finally:
         accounting.kill_orphans(children | servers.pids | servers.judges, scan=True)
         servers.close()
         for pid in children:
             kill_group(pid)
+
+
+HUGE_PAGES_THREAD = "huge-pages"
+
+
+def _huge_pages(named: threading.Event) -> None:
+    """The zygote's thread that moves its static data to huge pages (`huge_static_data`),
+    named so in /proc (`comm`) before the zygote goes on, and then ended."""
+    sandbox.set_thread_name(HUGE_PAGES_THREAD)
+    named.set()
+    huge_static_data()
 
 
 def _warm(calibrate: bool) -> dict[str, Any]:

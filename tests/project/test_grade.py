@@ -579,10 +579,18 @@ def test_a_zygote_closed_before_it_was_needed_is_ended_not_waited_for():
 _ZYGOTE_THREADS = """
 import os
 from pathlib import Path
-from grader.zygote import Zygote
+from grader.zygote import HUGE_PAGES_THREAD, Zygote
 zygote = Zygote(Path(os.environ["TESTS"]), calibrate=False)
 zygote.warm_up(vision=False)
-print(len(os.listdir(f"/proc/{zygote.pid}/task")))
+names = []
+for task in os.listdir(f"/proc/{zygote.pid}/task"):
+    try:
+        with open(f"/proc/{zygote.pid}/task/{task}/comm") as f:
+            names.append(f.read().strip())
+    except FileNotFoundError:
+        pass   # (the huge-pages thread, ended meanwhile)
+print(" ".join(names))
+print(len([n for n in names if n != HUGE_PAGES_THREAD]))
 zygote.close()
 """
 
@@ -590,7 +598,8 @@ zygote.close()
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
 def test_the_warm_zygote_is_one_thread_numpys_blas_started_none():
     """In a fresh grader (numpy not yet loaded), the zygote's numpy BLAS starts no threads
-    of its own (`process.one_blas_thread`); asked for two, it has them, and they show."""
+    of its own (`process.one_blas_thread`); asked for two, it has them, and they show.
+    (The zygote's own short-lived thread that moves memory to huge pages is not counted.)"""
     counts = {}
     for asked in (None, "2"):
         env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
@@ -730,6 +739,61 @@ def test_a_working_folder_deleted_beside_the_loop_is_closed_to_its_uid_at_once(t
     ws.create({FILENAME: SOLUTION.encode()})
     ws.destroy()   # without a remover: at once
     assert not ws.path.exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="huge pages: Linux")
+def test_the_zygotes_large_regions_move_to_huge_pages_with_their_contents():
+    """`huge_static_data` (run by the zygote once it is warm): a large private anonymous
+    region is backed by huge pages afterwards where the kernel can (MADV_COLLAPSE), and
+    holds exactly what it held; small regions and the heap are left alone."""
+    import mmap
+
+    from grader.process import huge_static_data
+
+    def kernel_collapses() -> bool:   # MADV_COLLAPSE itself, on a region of its own
+        import ctypes
+        probe = mmap.mmap(-1, 8 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        probe.write(b"x" * len(probe))
+        start = -(-ctypes.addressof(ctypes.c_char.from_buffer(probe)) // (2 << 20)) * (2 << 20)
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return madvise(start, 2 << 20, 14) == 0 and madvise(start, 2 << 20, 25) == 0
+
+    def child() -> int:
+        if not kernel_collapses():
+            return 2   # older than Linux 6.1, or THP off: the function has nothing to do
+        region = mmap.mmap(-1, 40 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        pattern = bytes(range(256)) * 16
+        for offset in range(0, len(region), len(pattern)):
+            region[offset:offset + len(pattern)] = pattern
+        moved = huge_static_data()
+        if any(region[o:o + len(pattern)] != pattern for o in range(0, len(region), len(pattern))):
+            return 3
+        address = __import__("ctypes").addressof(__import__("ctypes").c_char.from_buffer(region))
+        huge = 0
+        with open("/proc/self/smaps") as f:
+            inside = False
+            for line in f:
+                if "-" in line.split()[0] and not line.split()[0].endswith(":"):
+                    start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                    inside = start <= address < end
+                elif inside and line.startswith("AnonHugePages:"):
+                    huge = int(line.split()[1])
+        return 0 if moved >= 16 and huge >= 16 << 10 else 1
+
+    pid = os.fork()
+    if pid == 0:
+        code = 4
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    code = os.WEXITSTATUS(status)
+    assert code != 3, "the region's contents changed"
+    if code == 2:
+        pytest.skip("this kernel does not collapse memory into huge pages")
+    assert code == 0, "the region is not backed by huge pages"
 
 
 def test_a_chapter_whose_tests_do_not_collect_gets_no_judge_server(tmp_path):
