@@ -284,8 +284,8 @@ class Guard:
     def _student_code_here(self) -> bool:
         """Whether the student's code runs in this process, so each test is audited. A
         judge's student is another process (`--student-fd`): nothing of it can reach the
-        objects audited here, and the judge is audited once, as its session ends (about
-        2 ms a ch05 submission saved)."""
+        objects audited here, and the judge is audited once, as its session ends (34 audits
+        of about 28 us each saved per ch05 submission, about 1 ms)."""
         return self.config is None or self.config.getoption("student_fd") < 0
 
     def _entry(self, nodeid: str):
