@@ -226,15 +226,15 @@ def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: d
         runs = len(floor["all"])
         lines += ["", f"`grader grade` and the floor ran {runs} times each, in turn; the table has the median "
                   "run of each. `grader grade`'s grading phase in its runs: "
-                  + ", ".join(f"{t:.1f}" for t in ways["grader grade"]["all"]) + " s; the floor: "
-                  + ", ".join(f"{t:.1f}" for t in floor["all"]) + " s."]
+                  + ", ".join(f"{t:.2f}" for t in ways["grader grade"]["all"]) + " s; the floor: "
+                  + ", ".join(f"{t:.2f}" for t in floor["all"]) + " s."]
     phases = ways["grader grade"].get("phases")
     if phases:
         start, grading, rest = phases
         lines += ["", f"`grader grade`'s own account of its {base:.1f} s: {start:.1f} s to start (reading "
                   "the submissions, collecting the tests, its zygote importing torch and the grading stack: "
                   "once per cohort, and done before the floor's clock starts), "
-                  f"{grading:.1f} s grading ({grading / floor['wall']:.2f}x the floor), "
+                  f"{grading:.2f} s grading ({grading / floor['wall']:.3f}x the floor's {floor['wall']:.2f} s), "
                   f"{rest:.1f} s writing the gradebook and report."]
     lines += ["", "`grader grade`'s peak memory comes from a second run of the same command, which samples "
               "the process tree every 50 ms; the timed run is not sampled (reading the memory maps "

@@ -99,6 +99,14 @@ def serve_student(plan: ChildPlan, sock_fd: int) -> int:
     return remote.serve(socket.socket(fileno=high), remote.Server(loader.module, loader.probes))
 
 
+class _HeldProgress:
+    """The fallback judge's terminal, held as a judge server's is (`hold_progress`)."""
+
+    def pytest_sessionstart(self, session) -> None:   # (the terminal reporter exists by now)
+        from grader.judgeserver import hold_progress
+        hold_progress(session.config)
+
+
 def run_judge(plan: ChildPlan, sock_fd: int) -> int:
     """The judge of a judged chapter: the instructor's tests, with the student's code behind
     `--student-fd`. It runs with the grader's identity, outside the sandbox, reading only
@@ -107,7 +115,7 @@ def run_judge(plan: ChildPlan, sock_fd: int) -> int:
     try:
         from grader.guard import Guard
         run_pytest_main([*plan.args, f"--student-fd={sock_fd}", "--basetemp", basetemp],
-                        [Guard(plan.result_fd, plan.ack_fd, plan.skip)])
+                        [Guard(plan.result_fd, plan.ack_fd, plan.skip), _HeldProgress()])
     finally:
         shutil.rmtree(basetemp, ignore_errors=True)
     return 0

@@ -400,8 +400,8 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         print(gradebook.summary_table(records))
         end = time.monotonic()
         print(f"\n{len(todo)} graded, {current} unchanged, in {end - started:.1f} s "
-              f"({ready - started:.1f} s to start, {graded - ready:.1f} s grading, "
-              f"{end - graded:.1f} s gradebook and report); "
+              f"({ready - started:.2f} s to start, {graded - ready:.2f} s grading, "
+              f"{end - graded:.2f} s gradebook and report); "
               f"gradebook in {out}/grades.csv, report in {out}/report.html")
         # `read_phases` reads this line back (make bench)
     waiting = [r["extra_data"]["student"] for r in records if gradebook.needs_regrade(r)]

@@ -166,13 +166,23 @@ class Channel:
         self.fd = fd
         self.owner = os.getpid()
         self.sent_done = False
+        self.held = ""   # lines that go with the next message sent
         self._write = os.write  # bound now: replacing os.write later does not reach here
         self._dumps = json.dumps
 
-    def send(self, message: dict) -> None:
+    def send(self, message: dict, hold: bool = False) -> None:
+        """`hold`: the message goes with the next one, in the same write. A test's result
+        is held until the next test's start (or the session's end): pytest runs nothing of
+        the tests or of the student's code in between, and the grader, woken once per test
+        instead of twice, reads both as before (a ch05 submission: 17 wakeups fewer)."""
         if os.getpid() != self.owner or self.fd < 0:
             return  # a fork of the test process stays quiet; a judge server has no grader yet
-        data = memoryview((self._dumps(message, ensure_ascii=True) + "\n").encode("ascii"))
+        line = self._dumps(message, ensure_ascii=True) + "\n"
+        if hold:
+            self.held += line
+            return
+        data = memoryview((self.held + line).encode("ascii"))
+        self.held = ""
         while data:
             n = self._write(self.fd, data)
             data = data[n:]
@@ -224,8 +234,8 @@ class Guard:
         self.announce(session)
 
     def announce(self, session: pytest.Session) -> None:
-        """The list of tests to the grader, then (with an ack descriptor) wait until it has
-        removed the test files."""
+        """The list of tests to the grader, then (with an ack descriptor, where the student's
+        code runs in this process) wait until it has removed the test files."""
         tests = []
         for item in session.items:
             spec = self.specs.get(item.nodeid)
@@ -239,7 +249,14 @@ class Guard:
         self.channel.send({"type": "collected", "tests": tests, "device": str(results.device),
                            "collection_errors": list(results.collection_errors)[:20]})
         if self.ack_fd is not None:
-            self._wait_for_ack()
+            if self._student_code_here():
+                self._wait_for_ack()
+            else:
+                # A judge: its student's folder never held the tests (only probes.py), so
+                # there is nothing to wait for, and its tests start at once; a collection
+                # the grader refuses still stops the run before any of its results count.
+                os.close(self.ack_fd)
+                self.ack_fd = None
 
     def _wait_for_ack(self) -> None:
         ready, _, _ = select.select([self.ack_fd], [], [], ACK_TIMEOUT)
@@ -279,7 +296,7 @@ class Guard:
         if entry is not None:
             message.update(outcome=entry.outcome, message=str(entry.message)[:MESSAGE_LIMIT],
                            duration=float(entry.duration))
-        self.channel.send(message)
+        self.channel.send(message, hold=True)   # sent with the next test's start, or `done`
 
     def _student_code_here(self) -> bool:
         """Whether the student's code runs in this process, so each test is audited. A

@@ -11,8 +11,9 @@ process, the tests already graded by an earlier run) and runs the rest of the se
 (the tests, the session's end) as a judge that collected would.
 
 What a judge sends the grader is unchanged: its list of tests (the trusted manifest's,
-without the skipped ones) first, then nothing until the grader has confirmed (the ack),
-then the tests' results. The server holds nothing of any submission, runs with the
+without the skipped ones) first, then the tests' results (a judge does not wait for the
+grader's ack, which confirms that a student's folder no longer holds the tests: a judged
+student's folder never held them). The server holds nothing of any submission, runs with the
 grader's identity outside the sandbox like the judges, and reports each judge process's
 exit on the zygote's event socket (the zygote's own children are reported by the zygote). If a
 server cannot start (a collection error in the tests, say) or dies, the zygote forks
@@ -168,6 +169,17 @@ class Servers:
                     pass
 
 
+def hold_progress(config: pytest.Config) -> None:
+    """A judge's terminal (pytest's progress letters, then its summary) is written to the
+    log as its buffer fills and as the run ends (`flush_output`, before the results end),
+    not flushed after every test: each flush woke the grader, which reads the log as it
+    comes, once per test for one letter. A judge runs no student code that could print."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    writer = getattr(reporter, "_tw", None)
+    if writer is not None:
+        writer.flush = lambda: None
+
+
 def _restart_clock(config: pytest.Config) -> None:
     """The "N passed in X s" of a judge's log counts from its fork, not the server's start."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -215,6 +227,7 @@ class _Serve:
     def pytest_runtestloop(self, session: pytest.Session) -> object:
         if session.testsfailed or not session.items:
             os._exit(0)   # no server for a chapter whose tests do not collect cleanly
+        hold_progress(session.config)
         self._serve(session)
         for pid in self.judges:
             kill_group(pid)

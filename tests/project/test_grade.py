@@ -127,7 +127,9 @@ def test_demo_outputs(demo):
         assert extra["device"] in ("cpu", "cuda")
         feedback = (out / student / "feedback.md").read_text(encoding="utf-8")
         assert f"**Total: {data['score']:g} / " in feedback
-        assert (out / student / "log.txt").is_file()
+        log = (out / student / "log.txt").read_text(encoding="utf-8")
+        # a judge writes its terminal as the run ends (`judgeserver.hold_progress`): all of it
+        assert "==== ch05 (run 1) ====" in log and " in " in log.splitlines()[-1], log[-300:]
     bob = (out / "bob" / "feedback.md").read_text(encoding="utf-8")
     assert "| ch05.train |" in bob and "(hidden test)" in bob
     report = (out / "report.html").read_text(encoding="utf-8")
@@ -155,8 +157,8 @@ def test_rerun_skips_unchanged_and_force_regrades(demo, tmp_path):
     phases = read_phases(forced.stdout)
     assert phases, forced.stdout
     total, *parts = phases
-    # each of the four is rounded to 0.1 s: the parts may miss the total by 0.2 s
-    assert all(p > 0 for p in parts[:2]) and abs(sum(parts) - total) <= 0.2 + 1e-9, phases
+    # the total is rounded to 0.1 s and the three parts to 0.01 s: they may miss it by 0.065 s
+    assert all(p > 0 for p in parts[:2]) and abs(sum(parts) - total) <= 0.065 + 1e-9, phases
 
 
 def test_shards_merge_into_the_full_gradebook(demo, tmp_path):

@@ -190,3 +190,36 @@ def test_seeding_queues_device_calls_without_reading_source_lines():
         pytest.skip("CUDA is initialised: seeds are not queued")
     stack = torch.cuda._lazy_seed_tracker.get_calls()[-1][1]
     assert f"line {line}, in seed_here\n" in "".join(stack), list(stack)[-6:]
+
+
+def test_a_judges_terminal_is_written_as_its_run_ends_not_after_each_test():
+    """`judgeserver.hold_progress`: pytest's progress letters stay in the stream's buffer
+    (no write per test, which woke the grader) until the stream itself is flushed."""
+    import io
+
+    from _pytest._io import TerminalWriter
+
+    from grader.judgeserver import hold_progress
+
+    class Stream(io.StringIO):
+        flushes = 0
+
+        def flush(self) -> None:
+            Stream.flushes += 1
+
+    class Reporter:
+        _tw = TerminalWriter(Stream())
+
+    class Config:
+        class pluginmanager:
+            @staticmethod
+            def get_plugin(name):
+                return Reporter if name == "terminalreporter" else None
+
+    Reporter._tw.write(".", flush=True)
+    assert Stream.flushes == 1
+    hold_progress(Config)
+    for letter in ".F.":
+        Reporter._tw.write(letter, flush=True)
+    Reporter._tw.flush()
+    assert Stream.flushes == 1 and Reporter._tw._file.getvalue() == "..F."

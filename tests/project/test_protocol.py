@@ -199,3 +199,48 @@ def test_audit_findings_and_odd_values_are_recorded_printably():
     assert any("tamper audit" in t for t in cr.tampered)
     assert "\\ud800" in cr.tests[B].message and "\x1b" not in cr.tests[B].message
     assert cr.tests[B].duration == 0.0  # durations are the parent's own measurement, never the child's
+
+
+def test_a_judge_sends_a_tests_result_with_the_next_start_in_one_write():
+    """`grader.guard.Channel` holds a test's result for the next message: the grader gets
+    result and start in one read (one wakeup per test, not two) and records both; a held
+    result goes with the session's `done` too. A forked copy of the test process sends
+    nothing, held or not."""
+    import os
+
+    from grader.guard import Channel
+    r, w = os.pipe()
+    try:
+        os.set_blocking(r, False)
+        channel = Channel(w)
+        cr = chapter()
+        stream = honest(cr)
+
+        def read() -> bytes:
+            try:
+                return os.read(r, 1 << 16)
+            except BlockingIOError:
+                return b""
+
+        channel.send({"type": "start", "nodeid": A})
+        assert stream.feed(read()) == [started(A)]
+        channel.send({"type": "test", "nodeid": A, "outcome": "passed", "message": "", "duration": 0.1},
+                     hold=True)
+        assert read() == b"", "a held result was written at once"
+        channel.send({"type": "start", "nodeid": B})
+        both = read()
+        assert both.count(b"\n") == 2 and stream.feed(both) == [finished(A), started(B)]
+        channel.send({"type": "test", "nodeid": B, "outcome": "failed", "message": "no", "duration": 0.1},
+                     hold=True)
+        pid = os.fork()
+        if pid == 0:   # a copy made by student code's fork(): silent
+            channel.send({"type": "done", "exit_code": 0})
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert read() == b""
+        channel.send({"type": "done", "exit_code": 1, "device": "cpu"})
+        assert stream.feed(read()) == [finished(B)] and stream.done is not None
+        assert not cr.tampered and cr.tests[A].outcome == Outcome.PASSED and cr.tests[B].outcome == Outcome.FAILED
+    finally:
+        os.close(r)
+        os.close(w)
