@@ -26,13 +26,11 @@ def processes_of(uid: int) -> list[int]:
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
-        try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                text = f.read(2048).decode("ascii", "replace")
-        except OSError:
+        text = _read_proc(f"/proc/{name}/status", 2048)
+        if text is None:
             continue
         state = uids = None
-        for line in text.splitlines():
+        for line in text.decode("ascii", "replace").splitlines():
             if line.startswith("State:"):
                 state = line.split()[1]
             elif line.startswith("Uid:"):
@@ -41,6 +39,21 @@ def processes_of(uid: int) -> list[int]:
         if uids and uid in uids and state != "Z":
             pids.append(int(name))
     return pids
+
+
+def _read_proc(path: str, size: int) -> bytes | None:
+    """The start of a /proc file (one read, without a buffered file object: this runs for
+    every process on the machine after each job), or None if it cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def kill_uid(uid: int, rounds: int = 200) -> bool:
@@ -107,10 +120,9 @@ def job_processes(pgid: int, uid: int | None = None):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
+            fields = _read_proc(f"/proc/{name}/stat", 4096).rsplit(b")", 1)[1].split()
             owner = os.stat(f"/proc/{name}").st_uid if uid is not None else None
-        except (OSError, IndexError):
+        except (OSError, AttributeError, IndexError):
             continue
         if int(fields[2]) == pgid or (uid is not None and owner == uid):
             yield int(name), fields
@@ -129,10 +141,10 @@ def cpu_seconds(pgid: int, uid: int | None = None) -> float:
 
 def process_cpu(pid: int) -> float:
     """CPU time of one process and of the children it has waited for (one file read)."""
+    data = _read_proc(f"/proc/{pid}/stat", 4096)
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
+        fields = data.rsplit(b")", 1)[1].split()
+    except (AttributeError, IndexError):
         return 0.0
     return sum(int(x) for x in fields[11:15]) / _TICKS
 

@@ -13,11 +13,20 @@ from typing import Iterable
 REDACTED = "[hidden test source removed]"
 
 
+_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(32), *range(127, 160)) if chr(c) != "\t"}
+
+
 def printable(text: str) -> str:
     """`text` with undecodable bytes (surrogate escapes), lone surrogates and control
     characters made visible. Never raises, whatever the string holds."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    quick = text.translate(_CONTROLS)   # the usual case, line breaks say, without a loop
+    if quick.replace("\t", " ").isprintable():
+        return quick
     out = []
-    for ch in str(text):
+    for ch in text:
         if ch.isprintable() or ch == "\t":
             out.append(ch)
         elif "\udc80" <= ch <= "\udcff":  # a byte that was not UTF-8 (surrogateescape)

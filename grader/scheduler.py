@@ -444,6 +444,8 @@ class Scheduler:
                     return
 
     def _act(self, run: Run, actions: list[Action]) -> None:
+        cpu = None   # the child's CPU time, read once for what one read brought (a test's
+        # result and the next test's start come together)
         for action in actions:
             if action == ACK:
                 if not run.judged:   # (a judge's student has no test files to remove)
@@ -459,11 +461,13 @@ class Scheduler:
                 if run.worker and run.stream.done is not None:
                     self._judge_ended(run, 0)   # its worker is done with it: nothing to wait for
             elif action.kind == "started":
-                run.test_cpu0, run.test_wall0 = accounting.process_cpu(run.measured), time.monotonic()
+                cpu = accounting.process_cpu(run.measured) if cpu is None else cpu
+                run.test_cpu0, run.test_wall0 = cpu, time.monotonic()
                 run.test_cpu, run.next_test_sample = 0.0, run.test_wall0 + TICK
             elif action.kind == "finished":
+                cpu = accounting.process_cpu(run.measured) if cpu is None else cpu
                 test = run.job.chapters[run.chapter].tests[action.nodeid]
-                test.cpu = round(max(0.0, accounting.process_cpu(run.measured) - run.test_cpu0), 3)
+                test.cpu = round(max(0.0, cpu - run.test_cpu0), 3)
                 test.duration = round(time.monotonic() - run.test_wall0, 3)
 
     # -- time limits, measured from outside the child

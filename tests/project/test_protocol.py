@@ -244,3 +244,31 @@ def test_a_judge_sends_a_tests_result_with_the_next_start_in_one_write():
     finally:
         os.close(r)
         os.close(w)
+
+
+def _printable_by_character(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == "\t":
+            out.append(ch)
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xdc00:02x}")
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
+def test_printable_shows_what_a_character_by_character_pass_shows():
+    """`redact.printable` (which the grader runs on every message a child sends) takes a
+    quick path for text that is printable, or printable once its control characters are
+    escaped; whatever the text, it gives what escaping it one character at a time gives."""
+    import random
+
+    from grader.redact import printable
+    rng = random.Random(5)
+    alphabet = ["a", "Z", " ", "é", "中", "\t", "\n", "\r", "\x00", "\x1b", "\x7f", "\x85", "\x9f", "\xa0",
+                "\u2028", "\u200b", "\udc80", "\udcff", "\ud800", "\U0001f600", "\\", "'", '"']
+    cases = ["", "plain", "two\nlines", "tab\there", "\x1b[31mred\x1b[0m", "bad byte \udcfe", "lone \ud83d"]
+    cases += ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40))) for _ in range(3000)]
+    for text in cases:
+        assert printable(text) == _printable_by_character(text), repr(text)
