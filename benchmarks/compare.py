@@ -1,6 +1,6 @@
 """Grading speed side by side: `grader grade` against a naive runner, nbgrader and the floor.
 
-    python benchmarks/compare.py [--students 100] [--chapter 05] [--jobs CORES] [--repeats 3]
+    python benchmarks/compare.py [--students 100] [--chapter 05] [--jobs CORES] [--repeats 5]
                                  [--skip-chapters]
 
 One run on one machine, the same submissions and the same tests for every way:
@@ -15,7 +15,8 @@ One run on one machine, the same submissions and the same tests for every way:
   cannot beat without faster tests.
 
 `grader grade` and the floor run `--repeats` times each, one after the other in turn (a
-machine's speed drifts over minutes), and the table has the median run of each. Every
+machine's speed drifts over minutes), and the table has the median run of each; the ratio
+of each run of `grader grade` to the floor's run beside it is reported too. Every
 way must give every student the same score; the script says so or fails. It also
 times `grader check` of the chapter (median of 5) and each chapter's full suite on the
 solutions, and writes the table to benchmarks/RESULTS.md with the machine it ran on.
@@ -52,6 +53,7 @@ GRADER = str(ROOT / ".venv" / "bin" / "grader")
 FLOOR_SCRIPT = r"""
 import json, os, sys, time
 os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS on one thread, as in every grading process
 import pytest
 from grader.plugin import RESULTS_KEY
 from grader.process import chapter_test_args, run_pytest_main, warm_up
@@ -141,6 +143,12 @@ def way_floor(subs: Path, chapter: str, jobs: int) -> dict:
             "per_submission": statistics.median(data["times"])}
 
 
+def paired_ratios(graded: list[float], floors: list[float]) -> list[float]:
+    """Run i of `grader grade` against run i of the floor, which ran just after it: the two
+    met the same speed of the machine, which drifts over minutes."""
+    return [g / f for g, f in zip(graded, floors)]
+
+
 def median_run(runs: list[dict], key) -> dict:
     """The run whose `key` is the median (the lower middle one of an even number), with
     every run's `key` in "all"."""
@@ -228,6 +236,9 @@ def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: d
                   "run of each. `grader grade`'s grading phase in its runs: "
                   + ", ".join(f"{t:.2f}" for t in ways["grader grade"]["all"]) + " s; the floor: "
                   + ", ".join(f"{t:.2f}" for t in floor["all"]) + " s."]
+        pairs = paired_ratios(ways["grader grade"]["all"], floor["all"])
+        lines += ["", "Each run of `grader grade` (its grading phase) against the floor's run beside it: "
+                  + ", ".join(f"{r:.3f}x" for r in pairs) + f" (median {statistics.median(pairs):.3f}x)."]
     phases = ways["grader grade"].get("phases")
     if phases:
         start, grading, rest = phases
@@ -252,7 +263,7 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--chapter", default="05")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--repeats", type=int, default=5,
                         help="runs of `grader grade` and of the floor, in turn (the median is reported)")
     parser.add_argument("--skip-chapters", action="store_true", help="don't time every chapter's suite")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))

@@ -1,0 +1,39 @@
+"""`make bench`'s bookkeeping (benchmarks/compare.py): the numbers it reports come from the
+runs they name. The timings themselves are the benchmark's, not a test's."""
+from __future__ import annotations
+
+import sys
+
+from grader.paths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import compare  # noqa: E402
+
+
+def _runs(walls):
+    return [{"wall": w, "scores": {"s000": 20.0}} for w in walls]
+
+
+def test_the_median_run_keeps_every_run_in_the_order_it_ran():
+    chosen = compare.median_run(_runs([9.0, 7.0, 8.0]), lambda r: r["wall"])
+    assert chosen["wall"] == 8.0
+    assert chosen["all"] == [9.0, 7.0, 8.0]   # not sorted: run i is paired with the floor's run i
+    assert chosen["scores_agree"]
+
+
+def test_each_run_is_paired_with_the_floor_run_beside_it():
+    graded = compare.median_run(_runs([9.0, 7.0, 8.0]), lambda r: r["wall"])["all"]
+    floors = compare.median_run(_runs([8.0, 6.0, 7.0]), lambda r: r["wall"])["all"]
+    assert compare.paired_ratios(graded, floors) == [9.0 / 8.0, 7.0 / 6.0, 8.0 / 7.0]
+
+
+def test_runs_that_disagree_on_a_score_are_flagged():
+    runs = _runs([1.0, 2.0])
+    runs[1]["scores"] = {"s000": 19.0}
+    assert not compare.median_run(runs, lambda r: r["wall"])["scores_agree"]
+
+
+def test_the_floor_computes_on_one_blas_thread_as_the_grading_processes_do():
+    head = compare.FLOOR_SCRIPT.split("import pytest")[0]
+    assert 'os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")' in head
