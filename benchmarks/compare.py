@@ -19,7 +19,8 @@ machine's speed drifts over minutes), and the table has the median run of each; 
 of each run of `grader grade` to the floor's run beside it is reported too. Every
 way must give every student the same score; the script says so or fails. It also
 times `grader check` of the chapter (median of 5) and each chapter's full suite on the
-solutions, and writes the table to benchmarks/RESULTS.md with the machine it ran on.
+solutions, and writes the table to benchmarks/RESULTS.md with the machine it ran on and
+how fast that machine was then (the CPU time of `grader grade`'s calibration workload).
 """
 from __future__ import annotations
 
@@ -207,13 +208,23 @@ def machine() -> str:
             f"{'root (full sandbox)' if os.geteuid() == 0 else 'not root'}")
 
 
-def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: dict) -> str:
+def speed() -> float:
+    """CPU seconds of `grader grade`'s calibration workload here (best of three): how fast the
+    machine was during this run, to compare runs made on other days (the same machine has
+    measured 0.059 s and 0.072 s)."""
+    from grader.calibration import calibrate
+    return calibrate().seconds
+
+
+def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: dict,
+           pace: float) -> str:
     base = ways["grader grade"]["wall"]
     lines = [
         "# Grading speed, side by side", "",
         f"Produced by `{' '.join(['python', 'benchmarks/compare.py'] + sys.argv[1:])}` "
         f"(`make bench`) on {time.strftime('%Y-%m-%d')}.", "",
-        f"- machine: {machine()}; load average {load:.2f} at the start",
+        f"- machine: {machine()}; load average {load:.2f} at the start; `grader grade`'s "
+        f"calibration workload {pace:.3f} s of CPU time (best of 3, at the end)",
         f"- cohort: {args.students} submissions of chapter {args.chapter} "
         f"({sum(k == 'solution' for k in kinds.values())} solutions, the rest catalogued mistakes), "
         f"{args.jobs} at a time", "",
@@ -286,7 +297,7 @@ def main() -> int:
         ways["floor"] = median_run(floors, lambda r: r["wall"])
         check = time_check(args.chapter)
         chapters = {} if args.skip_chapters else time_chapters()
-        text, same = report(args, kinds, ways, load, check, chapters)
+        text, same = report(args, kinds, ways, load, check, chapters, speed())
         Path(args.out).write_text(text, encoding="utf-8")
         print(text)
         return 0 if same and all(r["code"] == 0 for r in graded) else 1

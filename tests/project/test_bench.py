@@ -37,3 +37,18 @@ def test_runs_that_disagree_on_a_score_are_flagged():
 def test_the_floor_computes_on_one_blas_thread_as_the_grading_processes_do():
     head = compare.FLOOR_SCRIPT.split("import pytest")[0]
     assert 'os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")' in head
+
+
+def test_the_report_names_the_pairs_and_the_machines_speed():
+    from types import SimpleNamespace
+    scores = {"s000": 20.0}
+    graded = compare.median_run([{"wall": w, "scores": scores, "peak": 2**30, "code": 0,
+                                  "phases": (1.5, g, 0.3)} for w, g in ((10.0, 8.0), (11.0, 9.0))],
+                                compare.grading_phase)
+    floor = compare.median_run([{"wall": w, "scores": scores, "peak": 0, "code": 0, "per_submission": 0.1}
+                                for w in (7.0, 7.5)], lambda r: r["wall"])
+    text, same = compare.report(SimpleNamespace(students=1, chapter="05", jobs=2), {"s000": "solution"},
+                                {"grader grade": graded, "floor": floor}, 0.5, 2.0, {}, 0.0612)
+    assert same
+    assert "calibration workload 0.061 s of CPU time" in text
+    assert "the floor's run beside it: 1.143x, 1.200x (median 1.171x)" in text
