@@ -432,9 +432,11 @@ def _workers_logged(log: Path, servers: bool = True):
 
 def test_a_judge_worker_grades_each_submission_as_a_fresh_judge_would(tmp_path):
     """A judge server's workers run one submission's tests after another's. For every
-    chapter, a mistake, the solution and another mistake, graded one after the other by
-    the same workers, get the verdicts and messages that judges forked afresh for each give:
-    nothing of one run (results, failures, the connection, the tallies) reaches the next."""
+    chapter, a mistake, the solution and another mistake, graded one after the other (one
+    job) by the chapter's one worker, get the verdicts and messages that judges forked
+    afresh for each give: nothing of one run (results, failures, the connection, the
+    tallies) reaches the next, neither a mistake's failures the solution's run nor the
+    solution's passes the next mistake's."""
     catalogue = load_catalogue(ROOT / "tests" / "mistakes")
     chapters = chapters_with_tests(ROOT / "tests")
     subs = tmp_path / "subs"
@@ -448,10 +450,10 @@ def test_a_judge_worker_grades_each_submission_as_a_fresh_judge_would(tmp_path):
                 text = catalogue[chapter][pick].apply(text)
             (folder / filename).write_text(text, encoding="utf-8")
     verdicts, served = {}, {}
-    for way, servers in (("workers", True), ("fresh", False)):
+    for way, servers, jobs in (("workers", True, "1"), ("fresh", False, "2")):
         log = tmp_path / f"{way}.log"
         out = tmp_path / way
-        run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2"], tmp_path,
+        run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", jobs], tmp_path,
                       before=_workers_logged(log, servers))
         assert run.code == 0, run.explain()
         verdicts[way] = {s: (r["score"], {c: v["status"] for c, v in r["extra_data"]["chapters"].items()},
@@ -468,10 +470,8 @@ def test_a_judge_worker_grades_each_submission_as_a_fresh_judge_would(tmp_path):
     for chapter, pid in served["workers"]:
         by_chapter.setdefault(chapter, []).append(pid)
     assert sorted(by_chapter) == chapters and "0" not in {p for ps in by_chapter.values() for p in ps}, served
-    # the third submission starts once one of the first two has ended: its judges are
-    # workers that have judged before, in every chapter
-    reused = [c for c, pids in by_chapter.items() if len(set(pids)) < len(pids)]
-    assert sorted(reused) == chapters, by_chapter
+    # a, b and c in that order, one at a time: in every chapter, one worker judged all three
+    assert all(len(pids) == 3 and len(set(pids)) == 1 for pids in by_chapter.values()), by_chapter
     assert served["fresh"] == [], served
 
 
