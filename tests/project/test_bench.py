@@ -2,7 +2,11 @@
 runs they name. The timings themselves are the benchmark's, not a test's."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+
+import pytest
 
 from grader.paths import ROOT
 
@@ -34,9 +38,22 @@ def test_runs_that_disagree_on_a_score_are_flagged():
     assert not compare.median_run(runs, lambda r: r["wall"])["scores_agree"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_floor_computes_on_one_blas_thread_as_the_grading_processes_do():
-    head = compare.FLOOR_SCRIPT.split("import pytest")[0]
-    assert 'os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")' in head
+    """The floor's imports (numpy among them, by way of the grading plugin) start no BLAS
+    thread, as in every grading process; asked for two, they start, and they show."""
+    imports = compare.FLOOR_SCRIPT.split("warm_up()")[0]
+    probe = imports + "\nimport os\nprint(len(os.listdir('/proc/self/task')))\n"
+    counts = {}
+    for asked in (None, "2"):
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        if asked:
+            env["OPENBLAS_NUM_THREADS"] = asked
+        run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        counts[asked] = int(run.stdout.split()[-1])
+    assert counts == {None: 1, "2": 2}, counts
 
 
 def test_the_report_names_the_pairs_and_the_machines_speed():
