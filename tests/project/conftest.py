@@ -65,7 +65,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    _shared_builds_first(items)
+    _order(items)
     for item in items:
         # A project test may grade a whole chapter or cohort: the per-test limit of chapter
         # tests (pyproject's `timeout`) is too short for that.
@@ -78,15 +78,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 SHARED_BUILDS = {"test_grade_hostile.py": "cohort", "test_grade.py": "demo", "test_nbgrader.py": "course"}
 
 
-def _shared_builds_first(items: list[pytest.Item]) -> None:
-    """Order only, never what a test sees: the first test of each shared build runs first
-    and the others that read it last, so one worker builds while the others run the rest
-    of the suite, instead of every worker reaching the build at once and waiting."""
+def _order(items: list[pytest.Item]) -> None:
+    """Order only, never what a test sees, so that pytest-xdist's workers end together:
+    - the first test of each shared build runs first and the others that read it last, so
+      one worker builds while the others run the rest of the suite, instead of every
+      worker reaching the build at once and waiting;
+    - then the tests marked `slow` (tens of seconds), so that none of them is left running
+      on one worker at the end while the others, done, wait for it. pytest-xdist hands out
+      the first quarter of the tests in blocks and the rest as workers free up, so the slow
+      ones start early and the end is many short tests. (Only tests without module fixtures
+      are marked: the others of their module would build the fixture again elsewhere.)"""
     first, last = [], []
     for module, fixture in SHARED_BUILDS.items():
         readers = [i for i in items if i.path.name == module and fixture in getattr(i, "fixturenames", ())]
         first += readers[:1]
         last += readers[1:]
+    moved = {id(i) for i in first + last}
+    first += [i for i in items if id(i) not in moved and i.get_closest_marker("slow") is not None]
     moved = {id(i) for i in first + last}
     items[:] = first + [i for i in items if id(i) not in moved] + last
 

@@ -69,7 +69,7 @@ def _grade_demo(tmp_path_factory):
     subs = base / "submissions"
     shutil.copytree(DEMO, subs)
     out = base / "gradebook"
-    run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2"], base)
+    run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "2"], base, calibrate=True)
     return base, subs, out, run
 
 
@@ -110,6 +110,10 @@ def test_demo_cohort_scores(demo):
     carol = results(out, "carol")["extra_data"]["chapters"]["05"]
     assert carol["status"] == "import-error" and "syntax error at line" in carol["reason"]
     assert "ch05" in run.stdout and "flagged" in run.stdout, "the summary table is missing"
+    # limits scaled to this machine's measured speed, and the measurement kept with the results
+    assert "calibration: reference workload" in run.stderr, run.explain()
+    calibration = results(out, "alice")["extra_data"]["limits"]["calibration"]
+    assert calibration["seconds"] > 0 and calibration["factor"] >= 1, calibration
 
 
 def test_demo_outputs(demo):
@@ -213,6 +217,7 @@ def test_interrupted_run_is_completed_without_loss_or_duplicates(tmp_path):
 
 
 @needs_root
+@pytest.mark.slow
 def test_wall_clock_limit_stops_a_submission(tmp_path):
     # code that waits instead of computing (its CPU time stays far below any CPU limit),
     # with the alarm signal ignored
@@ -383,6 +388,7 @@ def _verdicts(out: Path, students: list[str]) -> dict:
             for s in students for r in [results(out, s)]}
 
 
+@pytest.mark.slow
 def test_judges_forked_by_the_chapters_server_grade_as_collecting_judges_do(tmp_path):
     """The judge server (`grader.judgeserver`) collects a chapter's tests once and forks its
     judges from there: the same verdicts and messages as judges that each collect, for a
@@ -430,13 +436,14 @@ def _workers_logged(log: Path, servers: bool = True):
     return before
 
 
+@pytest.mark.slow
 def test_a_judge_worker_grades_each_submission_as_a_fresh_judge_would(tmp_path):
     """A judge server's workers run one submission's tests after another's. For every
     chapter, a mistake, the solution and another mistake, graded one after the other (one
     job) by the chapter's one worker, get the verdicts and messages that judges forked
-    afresh for each give: nothing of one run (results, failures, the connection, the
-    tallies) reaches the next, neither a mistake's failures the solution's run nor the
-    solution's passes the next mistake's."""
+    afresh give the mistakes, and the solution every point: nothing of one run (results,
+    failures, the connection, the tallies) reaches the next, neither a mistake's failures
+    the solution's run nor the solution's passes the next mistake's."""
     catalogue = load_catalogue(ROOT / "tests" / "mistakes")
     chapters = chapters_with_tests(ROOT / "tests")
     subs = tmp_path / "subs"
@@ -449,23 +456,32 @@ def test_a_judge_worker_grades_each_submission_as_a_fresh_judge_would(tmp_path):
             if pick is not None:
                 text = catalogue[chapter][pick].apply(text)
             (folder / filename).write_text(text, encoding="utf-8")
+    # Fresh judges grade the mistakes only: the solution's fresh verdict is known, every
+    # test passed with its points (or skipped for want of a GPU, as everywhere here).
+    mistakes = tmp_path / "mistakes"
+    for student in "ac":
+        shutil.copytree(subs / student, mistakes / student)
     verdicts, served = {}, {}
-    for way, servers, jobs in (("workers", True, "1"), ("fresh", False, "2")):
+    for way, servers, jobs, cohort in (("workers", True, "1", subs), ("fresh", False, "2", mistakes)):
         log = tmp_path / f"{way}.log"
         out = tmp_path / way
-        run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", jobs], tmp_path,
+        run = run_cli(["grade", str(cohort), "-o", str(out), "--jobs", jobs], tmp_path,
                       before=_workers_logged(log, servers))
         assert run.code == 0, run.explain()
-        verdicts[way] = {s: (r["score"], {c: v["status"] for c, v in r["extra_data"]["chapters"].items()},
-                             [(t["name"], t.get("status"), t.get("output"), t.get("score")) for t in r["tests"]])
-                         for s in "abc" for r in [results(out, s)]}
+        verdicts[way] = {s.name: (r["score"], {c: v["status"] for c, v in r["extra_data"]["chapters"].items()},
+                                  [(t["name"], t.get("status"), t.get("output"), t.get("score")) for t in r["tests"]])
+                         for s in sorted(cohort.iterdir()) for r in [results(out, s.name)]}
         served[way] = [line.split() for line in log.read_text(encoding="utf-8").splitlines()] \
             if log.exists() else []
-    assert verdicts["workers"] == verdicts["fresh"]
     a, b, c = (verdicts["workers"][s] for s in "abc")
-    full = sum(t["max_score"] for t in results(tmp_path / "workers", "b")["tests"])
+    assert {"a": a, "c": c} == verdicts["fresh"]
+    tests = results(tmp_path / "workers", "b")["tests"]
+    full = sum(t["max_score"] for t in tests)
     assert b[0] == full and a[0] < full and c[0] < full, (a[0], b[0], c[0], full)
     assert set(b[1].values()) == {"graded"}, b[1]
+    assert all(t.get("status") == "passed" and t["score"] == t["max_score"] and not t["output"]
+               or t.get("status") is None and t["max_score"] == 0 and "needs a CUDA GPU" in t["output"]
+               for t in tests), [t for t in tests if t.get("status") != "passed"]
     by_chapter: dict[str, list[str]] = {}
     for chapter, pid in served["workers"]:
         by_chapter.setdefault(chapter, []).append(pid)

@@ -262,6 +262,7 @@ def test_check_with_no_fork_never_forks(monkeypatch, capsys):
     assert len(ran) == 2 and "no tests ran" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", ["05", "08"])  # the README's example, and the spawn chapter
 def test_no_fork_gives_the_same_table_as_fork(number):
     tests = ROOT / "tests" / f"ch{number}"
