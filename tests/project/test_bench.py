@@ -2,13 +2,12 @@
 runs they name. The timings themselves are the benchmark's, not a test's."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
 
 from grader.paths import ROOT
+from hostile.harness import blas_thread_counts
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -44,15 +43,7 @@ def test_the_floor_computes_on_one_blas_thread_as_the_grading_processes_do():
     thread, as in every grading process; asked for two, they start, and they show."""
     imports = compare.FLOOR_SCRIPT.split("warm_up()")[0]
     probe = imports + "\nimport os\nprint(len(os.listdir('/proc/self/task')))\n"
-    counts = {}
-    for asked in (None, "2"):
-        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-        if asked:
-            env["OPENBLAS_NUM_THREADS"] = asked
-        run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        counts[asked] = int(run.stdout.split()[-1])
+    counts = blas_thread_counts(probe)
     assert counts == {None: 1, "2": 2}, counts
 
 

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,8 +27,8 @@ from grader.check import run_pytest
 from grader.process import chapter_test_args
 from grader.syllabus import CHAPTERS
 from hostile.cases import DYNAMIC, FILENAME, SOLUTION, at_import, in_function
-from hostile.harness import (grader_processes, results, run_cli, shared_by_workers, start_cli, wait_cli,
-                             wait_gone, wait_until)
+from hostile.harness import (blas_thread_counts, grader_processes, results, run_cli, shared_by_workers,
+                             start_cli, wait_cli, wait_gone, wait_until)
 
 DEMO = ROOT / "examples" / "submissions"
 MISTAKES = {m.name: m for m in load_catalogue(ROOT / "tests" / "mistakes")["05"]}
@@ -618,16 +617,7 @@ def test_the_warm_zygote_is_one_thread_numpys_blas_started_none():
     """In a fresh grader (numpy not yet loaded), the zygote's numpy BLAS starts no threads
     of its own (`process.one_blas_thread`); asked for two, it has them, and they show.
     (The zygote's own short-lived thread that moves memory to huge pages is not counted.)"""
-    counts = {}
-    for asked in (None, "2"):
-        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-        env["TESTS"] = str(ROOT / "tests")
-        if asked:
-            env["OPENBLAS_NUM_THREADS"] = asked
-        run = subprocess.run([sys.executable, "-c", _ZYGOTE_THREADS], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        counts[asked] = int(run.stdout.split()[-1])
+    counts = blas_thread_counts(_ZYGOTE_THREADS, {"TESTS": str(ROOT / "tests")})
     assert counts == {None: 1, "2": 2}, counts
 
 

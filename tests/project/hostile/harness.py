@@ -15,6 +15,8 @@ import os
 import pickle
 import select
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +197,23 @@ def run_uids() -> range:
     test process a uid range of its own, so another grader on the machine never counts.
     Read at call time, from the module the grader itself reads it from."""
     return range(sandbox.UID_BASE, sandbox.UID_BASE + UIDS_PER_RUN)
+
+
+def blas_thread_counts(script: str, env: dict[str, str] | None = None) -> dict[str | None, int]:
+    """The thread count `script` prints last, run in a fresh interpreter with
+    OPENBLAS_NUM_THREADS unset (None) and set to "2" (the control: numpy's BLAS threads,
+    when asked for, start and show)."""
+    counts: dict[str | None, int] = {}
+    for asked in (None, "2"):
+        child_env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        child_env.update(env or {})
+        if asked:
+            child_env["OPENBLAS_NUM_THREADS"] = asked
+        run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=child_env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        counts[asked] = int(run.stdout.split()[-1])
+    return counts
 
 
 def grader_processes(grace: float = 15.0) -> list[int]:
