@@ -83,7 +83,7 @@ def _order(items: list[pytest.Item]) -> None:
     - the first test of each shared build runs first and the others that read it last, so
       one worker builds while the others run the rest of the suite, instead of every
       worker reaching the build at once and waiting;
-    - then the tests marked `slow` (tens of seconds), so that none of them is left running
+    - then the tests marked `slow` (6 s or more), so that none of them is left running
       on one worker at the end while the others, done, wait for it. pytest-xdist hands out
       the first quarter of the tests in blocks and the rest as workers free up, so the slow
       ones start early and the end is many short tests. (Only tests without module fixtures
