@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from grader import sandbox
-from grader.process import run_pytest_main
+from grader.process import run_on, run_pytest_main
 
 
 @dataclass(frozen=True)
@@ -43,15 +43,16 @@ class ChildPlan:
     result_fd: int
     ack_fd: int
     parent: int                     # the grader's pid, to die with it
+    cpu: int | None = None          # the CPU its slot runs on (`process.slot_cpus`), if any
 
 
 def plan_to_dict(args: list[str], ws: sandbox.Workspace, limits: sandbox.Limits,
                  isolation: sandbox.Isolation, hide: list[Path], datasets: Path, tests_root: Path,
-                 skip: frozenset[str]) -> dict:
+                 skip: frozenset[str], cpu: int | None = None) -> dict:
     """A plan as plain data, to send to the zygote (the descriptors travel separately)."""
     return {"args": list(args), "workspace": [str(ws.path), ws.uid, ws.gid],
             "limits": asdict(limits), "isolation": asdict(isolation), "hide": [str(p) for p in hide],
-            "datasets": str(datasets), "tests_root": str(tests_root), "skip": sorted(skip)}
+            "datasets": str(datasets), "tests_root": str(tests_root), "skip": sorted(skip), "cpu": cpu}
 
 
 def plan_from_dict(d: dict, result_fd: int, ack_fd: int, parent: int) -> ChildPlan:
@@ -61,10 +62,12 @@ def plan_from_dict(d: dict, result_fd: int, ack_fd: int, parent: int) -> ChildPl
     return ChildPlan(list(d["args"]), sandbox.Workspace(Path(path), int(uid), int(gid)),
                      sandbox.Limits(**d["limits"]), sandbox.Isolation(**isolation),
                      [Path(p) for p in d["hide"]], Path(d["datasets"]), Path(d["tests_root"]),
-                     frozenset(d["skip"]), result_fd, ack_fd, parent)
+                     frozenset(d["skip"]), result_fd, ack_fd, parent, d.get("cpu"))
 
 
 def run(plan: ChildPlan) -> int:
+    run_on(plan.cpu)
+    sandbox.set_thread_name("student")   # (as `ps` and `top` show it)
     # pytest (and print) write through copies of fds 1 and 2: student code that closes the
     # standard descriptors must not take the test session down with it.
     sys.stdout = open(os.dup(1), "w", encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -81,6 +84,8 @@ def serve_student(plan: ChildPlan, sock_fd: int) -> int:
     """The student's process of a judged chapter: sandbox first, then serve the judge.
     Its output is line-buffered: the process is killed, not asked to exit, once the judge
     is done, and what the student's code printed must be in the log by then."""
+    run_on(plan.cpu)   # its judge's CPU
+    sandbox.set_thread_name("student")
     sys.stdout = open(os.dup(1), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
     sys.stderr = open(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
     ws = plan.workspace
@@ -111,6 +116,8 @@ def run_judge(plan: ChildPlan, sock_fd: int) -> int:
     """The judge of a judged chapter: the instructor's tests, with the student's code behind
     `--student-fd`. It runs with the grader's identity, outside the sandbox, reading only
     plain data from the student's process (`grader.remote`)."""
+    run_on(plan.cpu)   # its student's CPU
+    sandbox.set_thread_name("judge")
     basetemp = tempfile.mkdtemp(prefix="grader-judge-")
     try:
         from grader.guard import Guard

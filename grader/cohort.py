@@ -92,6 +92,10 @@ def add_grade_options(p: argparse.ArgumentParser) -> None:
                         "appear in at least one submission)")
     p.add_argument("-j", "--jobs", type=int, default=2, metavar="N",
                    help="submissions graded at the same time (default 2)")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="let the kernel move each submission's processes between the cores (default: "
+                        "each job's processes run on one core of their own, when there are at least "
+                        "--jobs cores; faster, as a submission's two processes take turns)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="CPU seconds per test (default 60, scaled up on a machine slower than the "
                         "reference; see 'calibration' in the output)")
@@ -298,6 +302,7 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
     work_root = root_of_work.path
     previous_term = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled CI job cleans up too
     try:
+        from grader.process import slot_cpus
         from grader.scheduler import Scheduler, Settings
 
         hashes = {c: manifest.tests_hash(tests_root / f"ch{c}") for c in chapters}
@@ -348,12 +353,14 @@ def _grade(args, zygote, started: float, submissions: Path, shard, tests_root: P
         settings = Settings(limits=limits, isolation=isolation, work_root=work_root,
                             datasets=datasets, tests_root=tests_root, hide=hide,
                             chapters=chapters, manifests=manifests, zygote=zygote,
-                            reference_cache=reference_cache(work_root, isolation))
+                            reference_cache=reference_cache(work_root, isolation),
+                            cpus=slot_cpus(args.jobs) if args.pin else ())
         if not args.quiet:
             shard_text = f", shard {shard[0]}/{shard[1]}" if shard else ""
             print(f"grading {len(todo)} of {len(subs)} submissions{shard_text} "
                   f"({current} unchanged since last graded) for "
-                  f"{', '.join('ch' + c for c in chapters)} with {args.jobs} job(s)\n"
+                  f"{', '.join('ch' + c for c in chapters)} with {args.jobs} job(s)"
+                  f"{_pinned_text(settings.cpus)}\n"
                   f"isolation: {isolation.summary()}\n"
                   f"limits: {limits.test_cpu:g} s CPU per test, {limits.cpu:g} s CPU per submission, "
                   f"wall-clock backstops {limits.test_wall:g} s per test and {limits.wall_backstop:g} s "
@@ -423,6 +430,12 @@ def _probe_gpu(zygote, limits, isolation, work_root: Path, uid: int, hide: list[
         return gpu.probe_sandboxed(zygote, ws, limits, isolation, hide, datasets, tests_root)
     finally:
         ws.destroy()
+
+
+def _pinned_text(cpus: tuple[int, ...]) -> str:
+    if not cpus:
+        return ""
+    return f", each on a core of its own (CPU {', '.join(map(str, cpus))})"
 
 
 def _memory_text(limits) -> str:

@@ -51,7 +51,7 @@ from typing import Any, NoReturn
 import pytest
 
 from grader.process import (CHILD_FAILED, become_child, exit_event, flush_output, fork_child, fork_only,
-                            kill_group, reaped)
+                            kill_group, reaped, run_on)
 
 MESSAGE = 1 << 16
 START_TIMEOUT = 120.0   # seconds a server may take to collect before the zygote forks judges itself
@@ -82,7 +82,7 @@ class Servers:
         if server is None:
             return None
         pid, control = server
-        request = json.dumps({"impl": _impl(args), "skip": sorted(plan.skip)}).encode()
+        request = json.dumps({"impl": _impl(args), "skip": sorted(plan.skip), "cpu": plan.cpu}).encode()
         try:
             socket.send_fds(control, [request], fds)
         except OSError:
@@ -208,6 +208,7 @@ def serve(args: list[str], control_fd: int, events_fd: int) -> int:
     from grader.guard import Guard
     from grader.process import run_pytest_main
     sandbox.die_with_parent()
+    sandbox.set_thread_name("judge-server")
     guard = Guard(-1)
     server = _Serve(socket.socket(fileno=control_fd), events_fd, guard)
     run_pytest_main(args, [guard, server])
@@ -222,6 +223,11 @@ class _Serve:
         self.judges: set[int] = set()                # workers alive
         self.lines: dict[int, socket.socket] = {}    # worker -> the server's end of its line
         self.idle: dict[int, float] = {}             # workers waiting for a run -> since when
+        self.cpu_of: dict[int, int | None] = {}      # worker -> the CPU of its last run
+        try:   # where a run with no CPU of its own goes (`process.run_on`)
+            self.everywhere: set[int] = os.sched_getaffinity(0)
+        except (AttributeError, OSError):
+            self.everywhere = set()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> object:
@@ -262,12 +268,19 @@ class _Serve:
                 self.control.send(json.dumps({"pid": pid}).encode())
 
     def _assign(self, session: pytest.Session, fresh: "_Fresh", data: bytes, fds: list[int]) -> int:
-        """The worker that takes this request: an idle one, else a new one."""
+        """The worker that takes this request: an idle one (one whose last run was on the
+        request's CPU, if any: what it holds is in that core's caches), else a new one."""
+        cpu = json.loads(data).get("cpu")
         try:
             while True:
-                pid = self.idle.popitem()[0] if self.idle else self._fork(session, fresh)
+                pid = next((p for p in reversed(self.idle) if self.cpu_of.get(p) == cpu), None)
+                if pid is not None:
+                    del self.idle[pid]
+                else:
+                    pid = self.idle.popitem()[0] if self.idle else self._fork(session, fresh)
                 try:
                     socket.send_fds(self.lines[pid], [data], fds)
+                    self.cpu_of[pid] = cpu
                     return pid
                 except OSError:   # it ended since it said it was idle
                     self._forget(pid)
@@ -310,6 +323,7 @@ class _Serve:
         if line is not None:
             line.close()
         self.idle.pop(pid, None)
+        self.cpu_of.pop(pid, None)
 
     def _reap(self) -> None:
         for pid, status, cpu in reaped():
@@ -335,6 +349,7 @@ class _Serve:
             sys.stdout, sys.stderr = streams
             from grader import sandbox
             sandbox.die_with_parent()
+            sandbox.set_thread_name("judge")
             self.judges.clear()
             status = 0
             for runs in range(1, WORKER_RUNS + 1):
@@ -372,6 +387,7 @@ class _Serve:
         os.close(log_fd)
         if faults >= 0:
             os.dup2(2, faults)
+        run_on(message.get("cpu"), self.everywhere)   # its student's CPU
         fresh.restore(session)
         self.guard.setup_findings.clear()
         config.option.impl = message["impl"]

@@ -72,6 +72,8 @@ class Settings:
     # judges share student-independent reference runs here (grader.testing.reference):
     # only with a separate uid per job, in a folder only the grader's uid can open
     reference_cache: Path | None = None
+    # the CPU of each slot's processes (`process.slot_cpus`); () lets the kernel place them
+    cpus: tuple[int, ...] = ()
 
 
 class Run:
@@ -373,7 +375,7 @@ class Scheduler:
         log_r, log_w = os.pipe()
         ack_r, ack_w = os.pipe()
         plan = child.plan_to_dict(args, job.ws, s.limits, s.isolation, s.hide, s.datasets, s.tests_root,
-                                  run.stream.skip)
+                                  run.stream.skip, s.cpus[job.slot] if s.cpus else None)
         try:
             if run.judged:
                 # Not where the tests see CUDA: asking for it, as a session's configuration

@@ -125,6 +125,7 @@ class Zygote:
 
 def _serve(control: socket.socket, events: socket.socket, tests_root: Path, calibrate: bool) -> int:
     one_blas_thread()   # before torch (and so numpy) loads
+    sandbox.set_thread_name("zygote")
     sandbox.become_subreaper()
     sandbox.die_with_parent()
     forget_test_modules(tests_root)

@@ -648,6 +648,65 @@ def test_a_judge_server_keeps_few_idle_workers_and_not_for_long(monkeypatch):
         sock.close()
 
 
+def test_slots_get_cores_of_their_own_when_there_are_enough(monkeypatch):
+    """`process.slot_cpus`: one CPU per slot, from the ones this process may use (the last
+    ones), or none at all when the slots outnumber them; `run_on` never fails a run."""
+    from grader import process
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 5}, raising=False)
+    assert process.slot_cpus(1) == (5,)
+    assert process.slot_cpus(2) == (2, 5)
+    assert process.slot_cpus(4) == (0, 1, 2, 5)
+    assert process.slot_cpus(5) == ()
+
+    def refused(pid, cpus):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "sched_setaffinity", refused, raising=False)
+    process.run_on(7)   # a CPU that cannot be had: left as it is, no error
+
+
+def test_a_judge_server_gives_a_run_to_the_idle_worker_that_last_ran_on_its_cpu():
+    """`_Serve._assign`: an idle worker whose last run was on the request's CPU takes it
+    (what it holds is in that core's caches), else another idle one; none is forked while
+    one is idle."""
+    import socket as sockets
+    from grader import judgeserver
+    serve = judgeserver._Serve(sockets.socket(), -1, None)
+    theirs = {}
+    for pid, cpu in ((21, 0), (22, 1), (23, 0)):
+        mine, theirs[pid] = sockets.socketpair(sockets.AF_UNIX, sockets.SOCK_SEQPACKET)
+        serve.lines[pid], serve.cpu_of[pid], serve.idle[pid] = mine, cpu, time.monotonic()
+    serve._fork = lambda session, fresh: pytest.fail("forked a worker while one was idle")
+
+    def request(cpu):
+        return json.dumps({"impl": "x", "skip": [], "cpu": cpu}).encode()
+    assert serve._assign(None, None, request(1), []) == 22
+    other = serve._assign(None, None, request(1), [])   # none left that ran on CPU 1
+    assert other in (21, 23) and serve.cpu_of[other] == 1 and serve.cpu_of[22] == 1
+    assert serve._assign(None, None, request(0), []) == ({21, 23} - {other}).pop()
+    assert not serve.idle
+    assert theirs[22].recv(1 << 16) == request(1)
+    for sock in [*serve.lines.values(), *theirs.values()]:
+        sock.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs a choice of at least two CPUs")
+def test_a_slots_processes_run_on_a_core_of_their_own(tmp_path):
+    """With --jobs 1 on a machine of several cores, a submission's processes run on one
+    core (the last this process may use), and the grader says so; the student's code,
+    which prints where it runs, still gets full marks."""
+    last = max(os.sched_getaffinity(0))
+    printing = SOLUTION + "\nimport os as _os\nprint('runs on', sorted(_os.sched_getaffinity(0)))\n"
+    subs = _cohort(tmp_path / "subs", {"pinned": printing})
+    out = tmp_path / "out"
+    run = run_cli(["grade", str(subs), "-o", str(out), "--jobs", "1"], tmp_path)
+    assert run.code == 0, run.explain()
+    assert f"with 1 job(s), each on a core of its own (CPU {last})" in run.stderr, run.stderr
+    assert f"runs on [{last}]" in (out / "pinned" / "log.txt").read_text(encoding="utf-8")
+    graded = results(out, "pinned")
+    assert graded["score"] == sum(t["max_score"] for t in graded["tests"]), graded["tests"]
+
+
 def test_the_zygote_keeps_track_of_live_judges_only():
     """`Servers.prune`: a judge whose parent is its server, or the zygote (its server dead),
     is kept from the orphan killer; one that is gone is forgotten, and so is a number that
