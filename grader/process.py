@@ -336,11 +336,12 @@ def slot_cpus(slots: int) -> tuple[int, ...]:
 
     A judged chapter's two processes take turns: the judge asks, the student's process
     answers, 80 times for a ch05 submission. Each turn wakes the other process; on another
-    core, that costs about 30 us of CPU time on each side on this virtual machine (a
-    round trip of a small message between two processes: 58 us of CPU time on two cores,
-    6 us on one), and the kernel moves the pair between the cores as they run. On one
-    core of their own, 100 ch05 submissions on 2 cores graded 4.4% faster (median of 12
-    alternated runs each: 8.73 s against 9.13 s; 10 of the 12 pairs faster)."""
+    core that costs more (a round trip of a small message between two processes took 58 us
+    of CPU time on two cores of this virtual machine, 6 us on one), and the kernel moves
+    the pair between the cores as they run. On a core of their own, the grading phase of
+    100 ch05 submissions on 2 cores took 4.4% less time in 12 alternated rounds (medians
+    8.73 s against 9.13 s; 10 of 12 rounds faster), and 2.7% less in another 10 (8.98 s
+    against 9.22 s; 7 of 10 faster)."""
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):   # (no affinity outside Linux)
