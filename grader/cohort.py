@@ -95,7 +95,8 @@ def add_grade_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="let the kernel move each submission's processes between the cores (default: "
                         "each job's processes run on one core of their own, when there are at least "
-                        "--jobs cores; faster, as a submission's two processes take turns)")
+                        "--jobs cores; faster, as a submission's two processes take turns; turn it off on a "
+                        "machine whose cores other work keeps busy)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="CPU seconds per test (default 60, scaled up on a machine slower than the "
                         "reference; see 'calibration' in the output)")
