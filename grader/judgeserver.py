@@ -30,8 +30,8 @@ of 100 ch05 submissions on 2 cores. A run's end is the end of its result pipe (a
 session's `done`); a worker that ends a run otherwise (an internal error, the student's
 process gone) exits, and its exit is that run's judge's.
 
-    zygote -> server   {"impl": ..., "skip": [...]}, with the judge's result, ack and log
-                       descriptors and its end of the student's socket (SCM_RIGHTS)
+    zygote -> server   {"impl": ..., "skip": [...], "cpu": ...}, with the judge's result, ack
+                       and log descriptors and its end of the student's socket (SCM_RIGHTS)
     server -> zygote   {"pid": worker pid}
     server -> worker   the same request and descriptors; worker -> server b"idle" after it
 """
