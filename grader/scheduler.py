@@ -375,7 +375,7 @@ class Scheduler:
         log_r, log_w = os.pipe()
         ack_r, ack_w = os.pipe()
         plan = child.plan_to_dict(args, job.ws, s.limits, s.isolation, s.hide, s.datasets, s.tests_root,
-                                  run.stream.skip, s.cpus[job.slot] if s.cpus else None)
+                                  run.stream.skip, run_cpu(s.cpus, job))
         try:
             if run.judged:
                 # Not where the tests see CUDA: asking for it, as a session's configuration
@@ -591,6 +591,13 @@ class Scheduler:
         if skip is not None:
             return self._launch(job, skip)
         return self._finish_chapter(job)
+
+
+def run_cpu(cpus: tuple[int, ...], job: "Job") -> int | None:
+    """The CPU a job's processes run on: its slot's (`Settings.cpus`), except for a job
+    graded again alone after a wall-clock backstop, which the kernel places, so that it can
+    move away from a core that other work keeps busy (None)."""
+    return None if job.solo or not cpus else cpus[job.slot]
 
 
 def grading_args(chapter: str, ws: sandbox.Workspace, s: Settings, judged: bool = False) -> list[str]:

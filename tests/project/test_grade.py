@@ -664,6 +664,17 @@ def test_slots_get_cores_of_their_own_when_there_are_enough(monkeypatch):
     process.run_on(7)   # a CPU that cannot be had: left as it is, no error
 
 
+def test_a_job_graded_again_alone_is_not_pinned():
+    """`scheduler.run_cpu`: a job runs on its slot's CPU, unless pinning is off or it is the
+    second chance after a wall-clock backstop, which the kernel may move off a busy core."""
+    from types import SimpleNamespace
+
+    from grader.scheduler import run_cpu
+    assert run_cpu((3, 5), SimpleNamespace(slot=1, solo=False)) == 5
+    assert run_cpu((3, 5), SimpleNamespace(slot=0, solo=True)) is None
+    assert run_cpu((), SimpleNamespace(slot=1, solo=False)) is None
+
+
 def test_a_judge_server_gives_a_run_to_the_idle_worker_that_last_ran_on_its_cpu():
     """`_Serve._assign`: an idle worker whose last run was on the request's CPU takes it
     (what it holds is in that core's caches), else another idle one; none is forked while
