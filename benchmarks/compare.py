@@ -1,6 +1,6 @@
 """Grading speed side by side: `grader grade` against a naive runner, nbgrader and the floor.
 
-    python benchmarks/compare.py [--students 100] [--chapter 05] [--jobs CORES] [--repeats 5]
+    python benchmarks/compare.py [--students 100] [--chapter 05] [--jobs CORES] [--repeats 7]
                                  [--skip-chapters]
 
 One run on one machine, the same submissions and the same tests for every way:
@@ -18,8 +18,8 @@ One run on one machine, the same submissions and the same tests for every way:
 machine's speed drifts over minutes), and the table has the median run of each; the ratio
 of each run of `grader grade` to the floor's run beside it is reported too. Every
 way must give every student the same score; the script says so or fails. It also
-times `grader check` of the chapter (median of 5) and each chapter's full suite on the
-solutions, and writes the table to benchmarks/RESULTS.md with the machine it ran on and
+times `make check ch=NN impl=solutions` (the students' command; `grader check` where make is
+missing; median of 5) and each chapter's full suite on the solutions, and writes the table to benchmarks/RESULTS.md with the machine it ran on and
 how fast that machine was then (the CPU time of `grader grade`'s calibration workload).
 """
 from __future__ import annotations
@@ -179,13 +179,27 @@ def way_nbgrader(subs: Path, base: Path, chapter: str, jobs: int) -> dict | None
     return {"wall": time.perf_counter() - start, "peak": 0, "code": 0, "scores": scores}
 
 
+def check_command(chapter: str) -> list[str]:
+    """The students' command, `make check`, where make is here; `grader check` otherwise."""
+    make = shutil.which("make")
+    if make and (ROOT / "Makefile").is_file():
+        return [make, "-s", "check", f"ch={chapter}", "impl=solutions"]
+    return [GRADER, "check", chapter, "--impl", "solutions"]
+
+
+def check_label(chapter: str) -> str:
+    cmd = check_command(chapter)
+    return " ".join([Path(cmd[0]).name, *(a for a in cmd[1:] if a != "-s")])
+
+
 def time_check(chapter: str, repeats: int = 5) -> float:
-    times = []
+    cmd, times = check_command(chapter), []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([GRADER, "check", chapter, "--impl", "solutions"], cwd=ROOT,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        code = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
         times.append(time.perf_counter() - start)
+        if code != 0:
+            raise SystemExit(f"compare: `{' '.join(cmd)}` failed (exit {code}): the solutions should pass")
     return statistics.median(times)
 
 
@@ -256,12 +270,14 @@ def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: d
         lines += ["", f"`grader grade`'s own account of its {base:.1f} s: {start:.1f} s to start (reading "
                   "the submissions, collecting the tests, its zygote importing torch and the grading stack: "
                   "once per cohort, and done before the floor's clock starts), "
-                  f"{grading:.2f} s grading ({grading / floor['wall']:.3f}x the floor's {floor['wall']:.2f} s), "
+                  f"{grading:.2f} s grading (the floor's median run: {floor['wall']:.2f} s, {grading / floor['wall']:.3f}x; "
+                  "the two medians are runs made minutes apart, so the ratios of the runs side by side, "
+                  "above, are the measure), "
                   f"{rest:.1f} s writing the gradebook and report."]
     lines += ["", "`grader grade`'s peak memory comes from a second run of the same command, which samples "
               "the process tree every 50 ms; the timed run is not sampled (reading the memory maps "
               "slows the processes read).",
-              "", f"`grader check {args.chapter} --impl solutions`: {check:.2f} s (median of 5).", ""]
+              "", f"`{check_label(args.chapter)}`: {check:.2f} s (median of 5).", ""]
     if chapters:
         lines += ["Each chapter's full suite on the solutions (`grader check NN --impl solutions`):", "",
                   "| chapter | s |", "| --- | ---: |"]
@@ -274,7 +290,7 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--chapter", default="05")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--repeats", type=int, default=5,
+    parser.add_argument("--repeats", type=int, default=7,
                         help="runs of `grader grade` and of the floor, in turn (the median is reported)")
     parser.add_argument("--skip-chapters", action="store_true", help="don't time every chapter's suite")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
