@@ -56,7 +56,11 @@ def test_the_report_names_the_pairs_and_the_machines_speed():
     floor = compare.median_run([{"wall": w, "scores": scores, "peak": 0, "code": 0, "per_submission": 0.1}
                                 for w in (7.0, 7.5)], lambda r: r["wall"])
     text, same = compare.report(SimpleNamespace(students=1, chapter="05", jobs=2), {"s000": "solution"},
-                                {"grader grade": graded, "floor": floor}, 0.5, 2.0, {}, 0.0612)
+                                {"grader grade": graded, "floor": floor}, 0.5, (2.0, 0), {}, 0.0612)
     assert same
     assert "calibration workload 0.061 s of CPU time" in text
     assert "the floor's run beside it: 1.143x, 1.200x (median 1.171x)" in text
+    assert f"`{compare.check_label('05')}`: 2.00 s (median of 5)." in text
+    failed, _ = compare.report(SimpleNamespace(students=1, chapter="05", jobs=2), {"s000": "solution"},
+                               {"grader grade": graded, "floor": floor}, 0.5, (2.0, 2), {}, 0.0612)
+    assert "2.00 s (median of 5); it FAILED (exit 2) on the solutions." in failed
