@@ -20,7 +20,9 @@ of each run of `grader grade` to the floor's run beside it is reported too. Ever
 way must give every student the same score; the script says so or fails. It also
 times `make check ch=NN impl=solutions` (the students' command; `grader check` where make is
 missing; median of 5) and each chapter's full suite on the solutions, and writes the table
-to benchmarks/RESULTS.md with the machine it ran on and how fast that machine was then (the CPU time of `grader grade`'s calibration workload).
+to benchmarks/RESULTS.md with the machine it ran on and how fast that machine was then (the
+CPU time of `grader grade`'s calibration workload). A command that fails on the solutions is
+marked FAILED beside its time, and the script exits 1.
 """
 from __future__ import annotations
 
@@ -204,14 +206,15 @@ def time_check(chapter: str, repeats: int = 5) -> tuple[float, int]:
     return statistics.median(times), failed
 
 
-def time_chapters() -> dict[str, float]:
+def time_chapters() -> dict[str, tuple[float, int]]:
+    """Each chapter's `grader check` on the solutions: (wall seconds, exit code)."""
     out = {}
     for chapter in CHAPTERS:
         if (ROOT / "tests" / f"ch{chapter}").is_dir():
             start = time.perf_counter()
-            subprocess.run([GRADER, "check", chapter, "--impl", "solutions"], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            out[chapter] = time.perf_counter() - start
+            code = subprocess.run([GRADER, "check", chapter, "--impl", "solutions"], cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+            out[chapter] = (time.perf_counter() - start, code)
     return out
 
 
@@ -231,7 +234,7 @@ def speed() -> float:
     return calibrate().seconds
 
 
-def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: dict,
+def report(args, kinds: dict, ways: dict, load: float, check: tuple[float, int], chapters: dict,
            pace: float) -> str:
     base = ways["grader grade"]["wall"]
     lines = [
@@ -283,7 +286,8 @@ def report(args, kinds: dict, ways: dict, load: float, check: float, chapters: d
     if chapters:
         lines += ["Each chapter's full suite on the solutions (`grader check NN --impl solutions`):", "",
                   "| chapter | s |", "| --- | ---: |"]
-        lines += [f"| {c} | {s:.1f} |" for c, s in chapters.items()]
+        lines += [f"| {c} | {s:.1f}{f' FAILED (exit {code})' if code else ''} |"
+                  for c, (s, code) in chapters.items()]
     return "\n".join(lines) + "\n", same
 
 
@@ -318,7 +322,8 @@ def main() -> int:
         text, same = report(args, kinds, ways, load, check, chapters, speed())
         Path(args.out).write_text(text, encoding="utf-8")
         print(text)
-        return 0 if same and not check[1] and all(r["code"] == 0 for r in graded) else 1
+        failed = check[1] or any(code for _, code in chapters.values())
+        return 0 if same and not failed and all(r["code"] == 0 for r in graded) else 1
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

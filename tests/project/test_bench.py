@@ -62,5 +62,7 @@ def test_the_report_names_the_pairs_and_the_machines_speed():
     assert "the floor's run beside it: 1.143x, 1.200x (median 1.171x)" in text
     assert f"`{compare.check_label('05')}`: 2.00 s (median of 5)." in text
     failed, _ = compare.report(SimpleNamespace(students=1, chapter="05", jobs=2), {"s000": "solution"},
-                               {"grader grade": graded, "floor": floor}, 0.5, (2.0, 2), {}, 0.0612)
+                               {"grader grade": graded, "floor": floor}, 0.5, (2.0, 2),
+                               {"04": (1.7, 0), "05": (2.5, 1)}, 0.0612)
     assert "2.00 s (median of 5); it FAILED (exit 2) on the solutions." in failed
+    assert "| 04 | 1.7 |" in failed and "| 05 | 2.5 FAILED (exit 1) |" in failed
