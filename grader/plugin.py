@@ -25,8 +25,14 @@ from typing import Any
 
 import pytest
 
-from grader import remote
-from grader.process import EXIT_NO_STUDENT, EXIT_STUDENT_GONE
+from grader.process import EXIT_NO_STUDENT, EXIT_STUDENT_GONE, collector_paused_for
+
+# Before `grader.remote` imports torch: in a pytest started on its own, torch, and torchvision
+# and torch's compiler stack if the tests import them, are imported as a warm-up imports
+# them (`grader.process.warm_up`), without collections walking their objects.
+collector_paused_for("torch", "torchvision", "torch._dynamo")
+
+from grader import remote  # noqa: E402
 from grader.paths import EXERCISES, SOLUTIONS, datasets_dir as resolve_datasets_dir
 from grader.remote import ImplImportError, StudentProcessGone
 from grader.results import NO_GPU, Outcome, RunResults, TestResult, counts, judge_skip

@@ -123,6 +123,55 @@ def test_check_passes_on_solution(capsys):
     assert "20 / 20" in out and "FAIL" not in out
 
 
+def test_check_from_the_command_line_ends_without_teardown_and_loses_no_output():
+    """From the command line `grader check` ends its process as soon as the table is out:
+    an exit handler (here: torch's heap's teardown stands for them) does not run, and the
+    table, written to a pipe and so held in a buffer, arrives whole with the exit status."""
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('TEARDOWN RAN'))\n"
+              "from grader.cli import main\n"
+              "sys.exit(main())\n")
+    run = subprocess.run([sys.executable, "-c", script, "check", "01"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert "TEARDOWN RAN" not in run.stdout
+    assert run.stdout.rstrip().endswith("(-v shows the tracebacks)"), run.stdout[-2000:]
+    assert "ch01" in run.stdout and "total" in run.stdout
+
+
+def test_a_pytest_started_on_its_own_imports_torch_and_its_compiler_without_collecting():
+    """In a fresh interpreter (a `--no-fork` check, Windows, macOS), the plugin has torch
+    imported, and torch's compiler stack when a test first steps an optimizer, with no
+    collection during either, and their objects frozen after; the collector stays on, and
+    other imports are untouched."""
+    script = (
+        "import gc, sys\n"
+        "def importing(name):\n"
+        "    module = sys.modules.get(name)\n"
+        "    return module is not None and getattr(module.__spec__, '_initializing', False)\n"
+        "during, other = [], []\n"
+        "def seen(phase, info):\n"
+        "    if phase == 'start':\n"
+        "        (during if importing('torch') or importing('torch._dynamo') else other).append(1)\n"
+        "gc.callbacks.append(seen)\n"
+        "import grader.plugin\n"
+        "assert 'torch' in sys.modules and during == [] and other, (during, other)\n"
+        "frozen = gc.get_freeze_count()\n"
+        "assert gc.isenabled() and frozen > 100_000, frozen\n"
+        "import torch\n"
+        "opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)\n"
+        "assert 'torch._dynamo' in sys.modules and during == [], during\n"
+        "assert gc.isenabled() and gc.get_freeze_count() > frozen + 100_000\n"
+        "import json\n"
+        "assert type(json.__spec__.loader).__name__ == 'SourceFileLoader'\n"
+        "garbage = []; garbage.append(garbage); del garbage\n"
+        "assert gc.collect() >= 1\n"
+        "print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
 def test_check_unknown_chapter_lists_chapters():
     with pytest.raises(SystemExit) as exc:
         cli.main(["check", "99"])
