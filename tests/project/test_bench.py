@@ -60,9 +60,24 @@ def test_the_report_names_the_pairs_and_the_machines_speed():
     assert same
     assert "calibration workload 0.061 s of CPU time" in text
     assert "the floor's run beside it: 1.143x, 1.200x (median 1.171x)" in text
-    assert f"`{compare.check_label('05')}`: 2.00 s (median of 5)." in text
+    assert (f"`{compare.check_label('05')}`: 2.00 s (median of 5, after an untimed run, with the "
+            "bytecode Python keeps, as on a student's machine).") in text
     failed, _ = compare.report(SimpleNamespace(students=1, chapter="05", jobs=2), {"s000": "solution"},
                                {"grader grade": graded, "floor": floor}, 0.5, (2.0, 2),
                                {"04": (1.7, 0), "05": (2.5, 1)}, 0.0612)
-    assert "2.00 s (median of 5); it FAILED (exit 2) on the solutions." in failed
+    assert "as on a student's machine); it FAILED (exit 2) on the solutions." in failed
     assert "| 04 | 1.7 |" in failed and "| 05 | 2.5 FAILED (exit 1) |" in failed
+
+
+def test_checks_are_timed_as_a_student_runs_them_again(monkeypatch):
+    """The untimed first check writes the bytecode (PYTHONDONTWRITEBYTECODE is dropped for
+    the checks, as a student's machine has it), the median is of the runs after it, and a
+    failure of any run, the untimed one too, is reported."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    assert "PYTHONDONTWRITEBYTECODE" not in compare.student_env()
+    walls = iter([9.0, 2.0, 2.2, 2.1, 2.4, 2.3, 9.0, 1.5, 9.0, 1.7])
+    codes = iter([3, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    monkeypatch.setattr(compare, "run_check", lambda cmd: (next(walls), next(codes)))
+    assert compare.time_check("05") == (2.2, 3)
+    monkeypatch.setattr(compare, "CHAPTERS", {"04": None, "05": None})
+    assert compare.time_chapters() == {"04": (1.5, 0), "05": (1.7, 1)}
