@@ -18,10 +18,8 @@ namespaces and the switch to the slot's unprivileged uid.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -118,11 +116,9 @@ def run_judge(plan: ChildPlan, sock_fd: int) -> int:
     plain data from the student's process (`grader.remote`)."""
     run_on(plan.cpu)   # its student's CPU
     sandbox.set_thread_name("judge")
-    basetemp = tempfile.mkdtemp(prefix="grader-judge-")
-    try:
-        from grader.guard import Guard
-        run_pytest_main([*plan.args, f"--student-fd={sock_fd}", "--basetemp", basetemp],
-                        [Guard(plan.result_fd, plan.ack_fd, plan.skip), _HeldProgress()])
-    finally:
-        shutil.rmtree(basetemp, ignore_errors=True)
+    # No --basetemp: pytest's tmpdir plugin is off in every chapter run (process.DISABLED), so
+    # a judge makes no temporary folder, and a killed one leaves none behind.
+    from grader.guard import Guard
+    run_pytest_main([*plan.args, f"--student-fd={sock_fd}"],
+                    [Guard(plan.result_fd, plan.ack_fd, plan.skip), _HeldProgress()])
     return 0

@@ -357,11 +357,17 @@ def test_a_grader_started_where_the_tests_were_imported_runs_the_folder_given(tm
     assert any("the copy in the folder given ran" in m for m in messages), messages
 
 
-def _judges_logged(log: Path, kill_server_before: int = 0, servers: bool = True):
+def _judges_logged(log: Path, kill_server_before: int = 0, servers: bool = True,
+                   temp: Path | None = None):
     """A `before` for run_cli: who forked each judge ("server" or "zygote") goes to `log`;
-    the judge server is killed before the `kill_server_before`-th judge (counting from 1)."""
+    the judge server is killed before the `kill_server_before`-th judge (counting from 1);
+    `temp`: the temporary folder of the run's processes."""
     def before() -> None:
         from grader import judgeserver, scheduler
+        if temp is not None:
+            import tempfile
+            temp.mkdir()
+            tempfile.tempdir = str(temp)
         scheduler.JUDGE_SERVERS = servers
         real = judgeserver.Servers.judge
         count = [0]
@@ -393,7 +399,8 @@ def test_judges_forked_by_the_chapters_server_grade_as_collecting_judges_do(tmp_
     judges from there: the same verdicts and messages as judges that each collect, for a
     solution, a mistake and a submission whose process dies mid-chapter (the rest of its
     tests run in a fresh pair, the graded ones skipped). A server that dies leaves its
-    chapter's judges to the zygote, and the grading goes on."""
+    chapter's judges to the zygote, and the grading goes on. Neither kind of judge leaves
+    anything in the temporary folder (a judge is killed once its results are read)."""
     files = {"ada": SOLUTION, "bob": MISTAKES["no zero_grad in the training loop"].apply(SOLUTION),
              "cy": in_function(DYNAMIC, "import ctypes\nctypes.string_at(0)")}
     subs = _cohort(tmp_path / "subs", files)
@@ -401,9 +408,11 @@ def test_judges_forked_by_the_chapters_server_grade_as_collecting_judges_do(tmp_
     for way, kill, servers in (("served", 0, True), ("collecting", 0, False), ("server-killed", 2, True)):
         log = tmp_path / f"{way}.log"
         out = tmp_path / way
+        temp = tmp_path / f"{way}.tmp"
         run = run_cli(["grade", str(subs), "-o", str(out), "--chapters", "05", "--jobs", "1"], tmp_path,
-                      before=_judges_logged(log, kill, servers))
+                      before=_judges_logged(log, kill, servers, temp))
         assert run.code == 0, run.explain()
+        assert sorted(p.name for p in temp.iterdir()) == [], way
         verdicts[way] = _verdicts(out, sorted(files))
         forks[way] = log.read_text(encoding="utf-8").split() if log.exists() else []
     runs = len(forks["served"])   # one per chapter run: cy's runs again after each crash
