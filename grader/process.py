@@ -110,8 +110,8 @@ def collector_paused_for(*names: str) -> None:
     full collection walks them once more. `grader check 05 --impl solutions`, medians of
     paired runs (`benchmarks/README.md`): forked, 2.49 -> 2.26 s with `cli.exit_at_once`;
     `--no-fork`, 3.68 -> 2.44 s. A freeze keeps, for the rest of the process, the cyclic
-    garbage of that moment and what is alive then and becomes cyclic garbage later: once,
-    in a test process, a bounded amount."""
+    garbage of that moment and what is alive then and becomes cyclic garbage later: at most
+    three times (one per name), in a test process, a bounded amount."""
     pending = [name for name in names if name not in sys.modules]
     if pending and not any(isinstance(f, _CollectorPausedImports) for f in sys.meta_path):
         sys.meta_path.insert(0, _CollectorPausedImports(pending))
