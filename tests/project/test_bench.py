@@ -78,6 +78,6 @@ def test_checks_are_timed_as_a_student_runs_them_again(monkeypatch):
     walls = iter([9.0, 2.0, 2.2, 2.1, 2.4, 2.3, 9.0, 1.5, 9.0, 1.7])
     codes = iter([3, 0, 0, 0, 0, 0, 0, 0, 0, 1])
     monkeypatch.setattr(compare, "run_check", lambda cmd: (next(walls), next(codes)))
-    assert compare.time_check("05") == (2.2, 3)
+    assert compare.time_check(compare.check_command("05")) == (2.2, 3)
     monkeypatch.setattr(compare, "CHAPTERS", {"04": None, "05": None})
     assert compare.time_chapters() == {"04": (1.5, 0), "05": (1.7, 1)}
